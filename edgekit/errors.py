@@ -1,0 +1,41 @@
+"""One error family and the exit codes of the command-line contract (DESIGN.md).
+
+Library code raises these; only ``edgekit.cli`` turns them into a message and an exit code.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    GATE_FAILED = 1  # a check crossed its threshold (compare, budget not met)
+    BAD_INPUT = 2  # wrong path, corrupt file, unknown name, bad option
+    ENVIRONMENT = 3  # missing runtime or package, device unreachable
+
+
+class EdgekitError(Exception):
+    """An error meant for the user: one clear line, no traceback."""
+
+    code: ExitCode = ExitCode.BAD_INPUT
+
+    def __init__(self, message: str, *, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message} ({self.hint})"
+
+
+class BadInput(EdgekitError):
+    code = ExitCode.BAD_INPUT
+
+
+class EnvironmentProblem(EdgekitError):
+    code = ExitCode.ENVIRONMENT
+
+
+class GateFailed(EdgekitError):
+    code = ExitCode.GATE_FAILED
