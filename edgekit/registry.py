@@ -62,3 +62,8 @@ EXPORTERS.add("tflite", "edgekit.export.tflite:export_tflite", suffix=".tflite",
 RUNNERS = Registry("runner")
 RUNNERS.add("local", "edgekit.runtime.local:LocalRunner",
             formats=["tflite", "onnx", "keras"], where="this machine")
+
+# Model families of the zoo (architecture as data in edgekit/models/families.py).
+# caps: kind, default (width, depth, resolution), which multipliers scale it.
+FAMILIES = Registry("model family")
+# (filled in by edgekit/models: one line per family / variant)
