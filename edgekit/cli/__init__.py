@@ -1,0 +1,56 @@
+"""The ``edgekit`` command. Each command group lives in its own module; this one wires them
+and is the single place where an EdgekitError becomes a message and an exit code."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from ..errors import EdgekitError, ExitCode
+from . import doctor, inspect_cmd, optimize_cmd, profile_cmd, zoo
+from ._common import console, setup_logging
+
+app = typer.Typer(
+    name="edgekit",
+    help="Fit MobileNet/EfficientNet classifiers to edge devices: build, quantize, export, "
+         "inspect and profile them.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,  # never print locals (paths, hosts, keys) in tracebacks
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.command("doctor")(doctor.doctor)
+app.add_typer(zoo.app, name="zoo")
+app.command("inspect")(inspect_cmd.inspect)
+app.command("quantize")(optimize_cmd.quantize)
+app.command("export")(optimize_cmd.export)
+app.command("profile")(profile_cmd.profile)
+
+
+def main() -> None:
+    setup_logging()
+    try:
+        app(standalone_mode=False)
+    except EdgekitError as exc:
+        if os.environ.get("EDGEKIT_DEBUG"):
+            raise
+        from rich.text import Text
+        console.print(Text.assemble(("error: ", "bold red"), str(exc)), soft_wrap=True)
+        sys.exit(int(exc.code))
+    except (typer.Exit, SystemExit) as exc:
+        code = getattr(exc, "exit_code", getattr(exc, "code", 0))
+        sys.exit(code or 0)
+    except typer.Abort:
+        console.print("aborted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors arrive here in non-standalone mode
+        import click
+        if isinstance(exc, click.ClickException):
+            exc.show(file=sys.stderr)
+            sys.exit(ExitCode.BAD_INPUT)
+        raise

@@ -1,0 +1,88 @@
+"""What every command shares: the stderr console, --json output, progress bars, options.
+
+Only typer and rich are imported here; commands import heavy code inside their bodies."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+console = Console(stderr=True)
+
+JSON_OPT = typer.Option(False, "--json", help="Print one JSON document on stdout, nothing else.")
+FORCE_OPT = typer.Option(False, "--force", help="Overwrite the output if it exists.")
+UNSAFE_OPT = typer.Option(False, "--unsafe",
+                          help="Load Keras models with safe_mode off (runs code in the file).")
+PREP_OPT = typer.Option(None, "--preprocessing",
+                        help="Input preprocessing when the model has no sidecar: tf ([-1,1]), "
+                             "torch (ImageNet mean/std), unit ([0,1]) or raw ([0,255]).")
+
+
+def setup_logging() -> None:
+    handler = RichHandler(console=console, show_time=False, show_path=False, markup=False)
+    logger = logging.getLogger("edgekit")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+def emit_json(doc: Any) -> None:
+    sys.stdout.write(json.dumps(doc, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def default_output(model: Path, suffix: str, tag: str) -> Path:
+    model = Path(model)
+    return model.with_name(f"{model.stem}_{tag}{suffix}")
+
+
+@contextlib.contextmanager
+def progress_bar(description: str, quiet: bool = False) -> Iterator[Callable[[int, int], None]]:
+    """A Rich progress bar on stderr; yields ``update(done, total)``."""
+    if quiet:
+        yield lambda done, total: None
+        return
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=True) as bar:
+        task = bar.add_task(description, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+@contextlib.contextmanager
+def status(message: str, quiet: bool = False) -> Iterator[Callable[[str], None]]:
+    """A spinner on stderr for work without a known length; yields ``update(message)``."""
+    if quiet:
+        yield lambda msg: None
+        return
+    with console.status(message) as st:
+        yield lambda msg: st.update(msg)
+
+
+def fmt_bytes(n: int | float | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1000.0
+    return str(n)
+
+
+def fmt_count(n: Optional[int]) -> str:
+    if n is None:
+        return "-"
+    if n >= 1e9:
+        return f"{n / 1e9:.2f} G"
+    if n >= 1e6:
+        return f"{n / 1e6:.2f} M"
+    if n >= 1e3:
+        return f"{n / 1e3:.1f} K"
+    return str(n)

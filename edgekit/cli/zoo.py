@@ -1,0 +1,66 @@
+"""``edgekit zoo list | build``: the model families, built from architecture data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ._common import FORCE_OPT, JSON_OPT, console, emit_json, fmt_count
+
+app = typer.Typer(help="List and build the MobileNet / EfficientNet families.",
+                  no_args_is_help=True)
+
+
+@app.command("list")
+def list_families(json_out: bool = JSON_OPT) -> None:
+    """List every family with its default width, depth and resolution."""
+    from ..registry import FAMILIES
+
+    rows = [{"name": name, **entry.caps} for name, entry in sorted(FAMILIES.items())]
+    if json_out:
+        emit_json({"schema": "edgekit.zoo/1", "families": rows})
+        return
+    from rich.table import Table
+
+    table = Table(title="edgekit zoo")
+    for col in ("family", "kind", "width", "depth", "resolution", "scales"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["name"], str(r.get("kind", "")), str(r.get("width", "")),
+                      str(r.get("depth", "")), str(r.get("resolution", "")),
+                      ", ".join(r.get("scales", [])))
+    console.print(table)
+
+
+@app.command("build")
+def build(
+    family: str = typer.Argument(..., help="Family name, e.g. mobilenet_v2 (see `zoo list`)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output .keras file."),
+    width: Optional[float] = typer.Option(None, help="Width multiplier (default: the family's)."),
+    depth: Optional[float] = typer.Option(None, help="Depth multiplier (default: the family's)."),
+    resolution: Optional[int] = typer.Option(None, help="Input resolution in pixels."),
+    classes: int = typer.Option(1000, help="Number of output classes."),
+    dropout: Optional[float] = typer.Option(None, help="Dropout before the classifier."),
+    seed: int = typer.Option(0, help="Seed for the initial weights (same seed, same weights)."),
+    force: bool = FORCE_OPT,
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Build a family at any width, depth and resolution (random weights) as a .keras file."""
+    from ..errors import BadInput
+    from ..models.zoo import build_artifact
+
+    if output.suffix != ".keras":
+        raise BadInput(f"{output}: zoo build writes a .keras file")
+    with console.status(f"building {family}"):
+        art = build_artifact(family, output, width=width, depth=depth, resolution=resolution,
+                             classes=classes, dropout=dropout, seed=seed, force=force)
+    doc = {"schema": "edgekit.zoo.build/1", "output": str(output), **art.meta}
+    if json_out:
+        emit_json(doc)
+        return
+    spec = art.meta["spec"]
+    console.print(f"wrote {output}: {family} width {spec['width']} depth {spec['depth']} "
+                  f"resolution {spec['resolution']}, {fmt_count(art.meta['params'])} params, "
+                  f"{classes} classes")

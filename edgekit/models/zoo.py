@@ -1,0 +1,34 @@
+"""Build a zoo family into a ``.keras`` artifact with its sidecar."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..artifacts import Artifact, atomic_path, tool_versions, write_sidecar
+
+
+def build_artifact(family: str, out: Path, *, width=None, depth=None, resolution=None,
+                   classes: int = 1000, dropout=None, seed: int = 0, force: bool = False) -> Artifact:
+    from .build import build_model
+    from .families import get_spec
+    from .spec import spec_to_dict
+
+    spec = get_spec(family, width=width, depth=depth, resolution=resolution, classes=classes,
+                    dropout=dropout)
+    model = build_model(spec, seed=seed)
+    with atomic_path(out, force) as tmp:
+        model.save(tmp)
+    spec_dict = spec_to_dict(spec)
+    meta = {
+        "format": "keras", "precision": "fp32",
+        "input": {"name": model.inputs[0].name, "shape": [1, *spec_dict["input_shape"]],
+                  "dtype": "float32"},
+        "output": {"shape": [1, classes], "dtype": "float32", "activation": "softmax"},
+        "preprocessing": spec.preprocessing, "labels": None,
+        "params": int(model.count_params()), "spec": spec_dict,
+        "stage": {"name": "zoo.build", "config": {"family": family, "width": width,
+                  "depth": depth, "resolution": resolution, "classes": classes,
+                  "dropout": dropout, "seed": seed}},
+        "parent": None, "tools": tool_versions("keras", "tensorflow"),
+    }
+    return Artifact(path=Path(out), format="keras", meta=write_sidecar(out, meta))

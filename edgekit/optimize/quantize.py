@@ -1,0 +1,92 @@
+"""Post-training quantization. The TFLite engine drives TFLiteConverter; calibration samples
+come from any dataset edgekit reads, preprocessed as the source artifact's sidecar says."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..artifacts import Artifact
+from ..errors import BadInput
+from ..export.tflite import IO_TYPES, convert_tflite, write_tflite
+
+log = logging.getLogger("edgekit")
+
+TFLITE_MODES = ("fp16", "dynamic", "int8", "int16x8")
+DEFAULT_CALIB_SIZE = 200
+Progress = Callable[[int, int], None]  # (done, total)
+
+
+def calibration_batches(source: Artifact, calib: str, calib_size: int, input_hwc: tuple[int, int, int],
+                        seed: int = 0) -> np.ndarray:
+    """``calib_size`` preprocessed float32 samples (N, H, W, C) drawn class-balanced from ``calib``."""
+    from ..data import load_dataset, sample_indices, to_model_input
+
+    if calib_size < 1:
+        raise BadInput(f"--calib-size must be at least 1 (got {calib_size})")
+    data = load_dataset(calib)
+    if len(data) == 0:
+        raise BadInput(f"{calib}: the calibration dataset is empty")
+    idx = sample_indices(len(data), min(calib_size, len(data)), seed=seed, labels=data.labels)
+    h, w, c = input_hwc
+    chunks = [to_model_input(x, source.preprocessing)
+              for x, _ in data.batches(64, h, w, c, indices=idx)]
+    samples = np.concatenate(chunks).astype(np.float32)
+    if not np.isfinite(samples).all():
+        raise BadInput(f"{calib}: calibration data contains NaN or inf after preprocessing")
+    return samples
+
+
+def quantize_tflite(source: Artifact, out: Path, mode: str, calib: str | None = None,
+                    calib_size: int = DEFAULT_CALIB_SIZE, io_type: str = "int8",
+                    force: bool = False, unsafe: bool = False,
+                    progress: Progress | None = None) -> Artifact:
+    """Quantize a float Keras/SavedModel artifact to a TFLite file in ``mode``."""
+    if mode not in TFLITE_MODES:
+        raise BadInput(f"unknown quantization mode '{mode}' (known: {', '.join(TFLITE_MODES)})")
+    if io_type not in IO_TYPES:
+        raise BadInput(f"unknown --io type '{io_type}' (known: {', '.join(IO_TYPES)})")
+    if source.format not in ("keras", "savedmodel"):
+        raise BadInput(f"{source.path}: quantize needs a float Keras model or SavedModel, "
+                       f"not a {source.format} file")
+    needs_calib = mode in ("int8", "int16x8")
+    if needs_calib and not calib:
+        raise BadInput(f"--mode {mode} needs calibration data: --calib DATASET "
+                       "(e.g. fashion-mnist-sample:train or a folder of images)")
+    representative, model = None, None
+    config = {"engine": "tflite", "mode": mode}
+    if source.format == "keras":
+        from ..models.load import load_keras
+        model = load_keras(source.path, unsafe=unsafe)
+    if needs_calib:
+        samples = calibration_batches(source, calib, calib_size, _input_hwc(source, model))
+        representative = _representative(samples, progress)
+        config.update(calib=calib, calib_size=int(len(samples)))
+        if mode == "int8":
+            config["io_type"] = io_type
+    elif calib:
+        log.info("--calib is not used by --mode %s", mode)
+    data = convert_tflite(source, mode, representative, io_type=io_type, unsafe=unsafe, model=model)
+    return write_tflite(data, source, out, force, "quantize", config, precision=mode)
+
+
+def _representative(samples: np.ndarray, progress: Progress | None):
+    def gen():
+        for i, x in enumerate(samples):
+            yield [x[None]]
+            if progress:
+                progress(i + 1, len(samples))
+    return gen
+
+
+def _input_hwc(source: Artifact, model=None) -> tuple[int, int, int]:
+    if model is not None:
+        from ..models.load import keras_input_hwc
+        return keras_input_hwc(model)
+    shape = (source.meta.get("input") or {}).get("shape")
+    if shape and len(shape) == 4 and all(shape[1:]):
+        return int(shape[1]), int(shape[2]), int(shape[3])
+    raise BadInput(f"{source.path}: input shape unknown; it must be (batch, H, W, C)")

@@ -1,0 +1,212 @@
+"""edgekit device harness: time and evaluate one model with whatever runtime this machine has.
+
+Self-contained on purpose (it is copied to devices): only the standard library, numpy and the
+model's runtime (ai_edge_litert, else tflite_runtime, else tf.lite; onnxruntime; keras).
+
+    python harness.py job.json
+
+job.json: {"model": path, "format": "tflite"|"onnx"|"keras", "threads": int|null,
+           "warmup": int, "runs": int, "inputs": path-to-uint8-.npy|null,
+           "preprocessing": {"mean": [...], "std": [...]}, "out": folder}
+Writes out/result.json (timings, memory, runtime) and out/outputs.npy (float32 scores).
+"""
+
+import json
+import os
+import platform
+import resource
+import sys
+import time
+
+import numpy as np
+
+HARNESS_VERSION = 1
+
+
+def rss_mb():
+    """Current resident set size (Linux /proc), else the peak as a fallback."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return peak_rss_mb()
+
+
+def peak_rss_mb():
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
+
+
+class TFLiteModel:
+    def __init__(self, path, threads):
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+            self.runtime = "ai_edge_litert"
+        except ImportError:
+            try:
+                from tflite_runtime.interpreter import Interpreter
+                self.runtime = "tflite_runtime"
+            except ImportError:
+                import tensorflow as tf
+                Interpreter = tf.lite.Interpreter
+                self.runtime = "tensorflow.lite"
+        self.version = _version(self.runtime.split(".")[0])
+        self.interp = Interpreter(model_path=path, num_threads=threads)
+        self.interp.allocate_tensors()
+        self.inp = self.interp.get_input_details()[0]
+        self.out = self.interp.get_output_details()[0]
+        self.batch = 1
+
+    def input_dtype(self):
+        return np.dtype(self.inp["dtype"])
+
+    def input_quant(self):
+        return self.inp["quantization"]
+
+    def __call__(self, x):
+        outs = []
+        for i in range(x.shape[0]):  # TFLite models are converted for batch 1
+            self.interp.set_tensor(self.inp["index"], x[i:i + 1])
+            self.interp.invoke()
+            outs.append(self.interp.get_tensor(self.out["index"]))
+        y = np.concatenate(outs)
+        scale, zero = self.out["quantization"]
+        return (y.astype(np.float32) - zero) * scale if scale else y.astype(np.float32)
+
+
+class ONNXModel:
+    def __init__(self, path, threads):
+        import onnxruntime as ort
+        self.runtime, self.version = "onnxruntime", ort.__version__
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+        self.sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+        self.inp = self.sess.get_inputs()[0]
+        self.batch = 64
+
+    def input_dtype(self):
+        return np.dtype({"tensor(float)": "float32", "tensor(uint8)": "uint8",
+                         "tensor(int8)": "int8"}.get(self.inp.type, "float32"))
+
+    def input_quant(self):
+        return (0.0, 0)
+
+    def __call__(self, x):
+        return self.sess.run(None, {self.inp.name: x})[0].astype(np.float32)
+
+
+class KerasModel:
+    def __init__(self, path, threads):
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        import tensorflow as tf
+        if threads:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        import keras
+        self.runtime, self.version = "keras", keras.__version__
+        self.model = keras.saving.load_model(path, compile=False, safe_mode=True)
+        self.batch = 64
+
+    def input_dtype(self):
+        return np.dtype("float32")
+
+    def input_quant(self):
+        return (0.0, 0)
+
+    def __call__(self, x):
+        return np.asarray(self.model(x, training=False), dtype=np.float32)
+
+
+RUNTIMES = {"tflite": TFLiteModel, "onnx": ONNXModel, "keras": KerasModel}
+
+
+def to_input(images, prep, dtype, quant, nchw):
+    """uint8 NHWC images -> the model's input tensor: normalize, then quantize if needed."""
+    mean = np.asarray(prep["mean"], np.float32)
+    std = np.asarray(prep["std"], np.float32)
+    x = (images.astype(np.float32) - mean) / std
+    if nchw:
+        x = x.transpose(0, 3, 1, 2)
+    scale, zero = quant
+    if dtype.kind in "iu" and scale:
+        info = np.iinfo(dtype)
+        x = np.clip(np.round(x / scale + zero), info.min, info.max)
+    return np.ascontiguousarray(x.astype(dtype))
+
+
+def run(job):
+    out_dir = job["out"]
+    threads = job.get("threads") or os.cpu_count() or 1  # default: every core of this machine
+    rss_start = rss_mb()
+    t0 = time.perf_counter()
+    model = RUNTIMES[job["format"]](job["model"], threads)
+    init_ms = (time.perf_counter() - t0) * 1000.0
+    rss_loaded = rss_mb()
+    dtype, quant = model.input_dtype(), model.input_quant()
+    prep, nchw = job["preprocessing"], bool(job.get("nchw"))
+    inputs = np.load(job["inputs"], mmap_mode="r") if job.get("inputs") else None
+    shape = job["input_shape"]  # NHWC of the model input, batch 1
+    if inputs is not None and len(inputs):
+        sample = np.asarray(inputs[:1])
+    else:  # a fixed pseudo-random image: latency does not depend on pixel values
+        sample = np.random.default_rng(0).integers(0, 256, size=[1] + shape[1:], dtype=np.uint8)
+    x = to_input(sample, prep, dtype, quant, nchw)
+    for _ in range(job.get("warmup", 0)):
+        model(x)
+    times = []
+    for _ in range(job.get("runs", 0)):
+        t = time.perf_counter_ns()
+        model(x)
+        times.append((time.perf_counter_ns() - t) / 1e6)
+    peak_after_timing = peak_rss_mb()
+    n_out = 0
+    if inputs is not None and job.get("evaluate", True):
+        outs = []
+        for i in range(0, len(inputs), model.batch):
+            outs.append(model(to_input(np.asarray(inputs[i:i + model.batch]), prep, dtype, quant,
+                                       nchw)))
+        scores = np.concatenate(outs) if outs else np.zeros((0,), np.float32)
+        np.save(os.path.join(out_dir, "outputs.npy"), scores.reshape(len(scores), -1))
+        n_out = len(scores)
+    result = {
+        "harness": HARNESS_VERSION, "runtime": model.runtime, "runtime_version": model.version,
+        "threads": threads, "init_ms": init_ms, "latency_ms": times,
+        "rss_start_mb": rss_start, "rss_loaded_mb": rss_loaded,
+        "peak_rss_timing_mb": peak_after_timing, "peak_rss_mb": peak_rss_mb(),
+        "n_outputs": n_out, "machine": platform.machine(), "cpu": cpu_name(),
+        "cores": os.cpu_count(), "python": platform.python_version(),
+        "numpy": np.__version__, "system": platform.platform(),
+    }
+    with open(os.path.join(out_dir, "result.json"), "w") as fh:
+        json.dump(result, fh)
+    return result
+
+
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.lower().startswith(("model name", "hardware", "cpu model")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _version(module):
+    try:
+        from importlib import metadata
+        return metadata.version({"ai_edge_litert": "ai-edge-litert",
+                                 "tflite_runtime": "tflite-runtime"}.get(module, module))
+    except Exception:
+        return "unknown"
+
+
+if __name__ == "__main__":
+    with open(sys.argv[1]) as fh:
+        run(json.load(fh))

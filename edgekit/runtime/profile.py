@@ -1,0 +1,141 @@
+"""``edgekit profile``: latency, memory, accuracy and fidelity of one artifact on a runner."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import platform
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..artifacts import Artifact, named_preprocessing, tool_versions, DEFAULT_PREPROCESSING
+from ..errors import BadInput
+from ..measure import accuracy, fidelity, latency_stats
+from .base import Runner
+
+log = logging.getLogger("edgekit")
+PROFILE_SCHEMA = "edgekit.profile/1"
+Status = Callable[[str], None]
+
+
+def resolve_preprocessing(artifact: Artifact, override: str | None = None) -> dict:
+    """The preprocessing to feed ``artifact``: --preprocessing, else its sidecar, else the
+    MobileNet convention with a warning (it cannot be read off an arbitrary model file)."""
+    if override:
+        return named_preprocessing(override)
+    if artifact.preprocessing:
+        return artifact.preprocessing
+    log.warning("%s has no sidecar recording its preprocessing; assuming '%s' ([-1, 1]). "
+                "Pass --preprocessing to choose.", artifact.path, DEFAULT_PREPROCESSING)
+    return named_preprocessing(DEFAULT_PREPROCESSING)
+
+
+def input_spec(artifact: Artifact) -> tuple[list[int], bool]:
+    """(NHWC input shape with batch 1, whether the model takes NCHW)."""
+    shape = (artifact.meta.get("input") or {}).get("shape")
+    nchw = False
+    if not shape:
+        if artifact.format == "tflite":
+            from ..export.tflite import tflite_io
+            shape = tflite_io(artifact.path)["input"]["shape"]
+        elif artifact.format == "onnx":
+            import onnxruntime as ort
+            try:
+                sess = ort.InferenceSession(str(artifact.path), providers=["CPUExecutionProvider"])
+            except Exception as exc:
+                raise BadInput(f"{artifact.path}: onnxruntime cannot load it "
+                               f"({str(exc).splitlines()[0][:160]})") from None
+            shape = [d if isinstance(d, int) else 1 for d in sess.get_inputs()[0].shape]
+        elif artifact.format == "keras":
+            from ..models.load import keras_input_hwc, load_keras
+            shape = [1, *keras_input_hwc(load_keras(artifact.path))]
+        else:
+            raise BadInput(f"{artifact.path}: profiling a {artifact.format} is not supported; "
+                           "export it to .tflite or .onnx first")
+    if len(shape) != 4:
+        raise BadInput(f"{artifact.path}: input shape {shape} is not an image batch")
+    if shape[1] in (1, 3) and shape[3] not in (1, 3):
+        nchw, shape = True, [shape[0], shape[2], shape[3], shape[1]]
+    return [1, *[int(s) for s in shape[1:]]], nchw
+
+
+def profile(artifact: Artifact, runner: Runner, *, data: str | None = None,
+            reference: Artifact | None = None, threads: int | None = None, warmup: int = 10,
+            runs: int = 100, limit: int | None = None, preprocessing: str | None = None,
+            status: Status = lambda msg: None) -> dict[str, Any]:
+    """Measure ``artifact`` on ``runner``; returns an ``edgekit.profile/1`` document."""
+    if runs < 1 or warmup < 0:
+        raise BadInput(f"--runs must be >= 1 and --warmup >= 0 (got {runs}, {warmup})")
+    if threads is not None and threads < 1:
+        raise BadInput(f"--threads must be >= 1 (got {threads})")
+    shape, nchw = input_spec(artifact)
+    prep = resolve_preprocessing(artifact, preprocessing)
+    images, labels, dataset = None, None, None
+    if data:
+        from ..data import load_dataset
+        dataset = load_dataset(data, limit=limit)
+        if len(dataset) == 0:
+            raise BadInput(f"{data}: the dataset is empty")
+        status(f"reading {len(dataset)} images from {data}")
+        images = np.concatenate([x for x, _ in dataset.batches(256, shape[1], shape[2], shape[3])])
+        labels = dataset.labels
+    with runner:
+        runner.prepare(artifact, shape, prep, nchw)
+        status(f"timing {runs} runs after {warmup} warm-up on {runner.name}")
+        timing = runner.run(warmup, runs, threads)
+        scores = None
+        if images is not None:
+            status(f"evaluating {len(images)} images")
+            scores = runner.evaluate(images, threads)
+    result = _document(artifact, runner, timing, threads, warmup, runs, shape, prep)
+    if scores is not None and labels is not None:
+        if scores.shape[1] <= int(labels.max()):
+            raise BadInput(f"{data}: labels go up to {int(labels.max())} but the model has "
+                           f"{scores.shape[1]} outputs")
+        result["accuracy"] = {**accuracy(scores, labels), "dataset": data}
+    if reference is not None:
+        if images is None:
+            raise BadInput("--reference needs --data: fidelity is measured on real inputs")
+        status(f"running the reference {reference.path.name}")
+        ref_shape, ref_nchw = input_spec(reference)
+        if ref_shape != shape:
+            raise BadInput(f"reference input {ref_shape[1:]} differs from the model's {shape[1:]}")
+        with type(runner)() as ref_runner:
+            ref_runner.prepare(reference, shape, resolve_preprocessing(reference, preprocessing),
+                               ref_nchw)
+            ref_scores = ref_runner.evaluate(images, threads)
+        result["fidelity"] = {**fidelity(scores, ref_scores), "reference": str(reference.path),
+                              "reference_sha256": reference.sha256}
+        if labels is not None:
+            result["reference_accuracy"] = {**accuracy(ref_scores, labels), "dataset": data}
+    return result
+
+
+def _document(artifact: Artifact, runner: Runner, timing: dict, threads: int | None,
+              warmup: int, runs: int, shape: list[int], prep: dict) -> dict[str, Any]:
+    return {
+        "schema": PROFILE_SCHEMA,
+        "model": {"path": str(artifact.path), "sha256": artifact.sha256,
+                  "format": artifact.format, "precision": artifact.precision,
+                  "size_bytes": artifact.meta.get("size_bytes") or Path(artifact.path).stat().st_size,
+                  "input_shape": shape, "preprocessing": prep},
+        "device": {"name": "host" if runner.name == "local" else runner.name,
+                   "cpu": timing["cpu"], "cores": timing["cores"], "machine": timing["machine"],
+                   "system": timing["system"]},
+        "settings": {"runner": runner.name, "threads": timing["threads"],
+                     "warmup": warmup, "runs": runs, "batch": 1},
+        "latency_ms": latency_stats(timing["latency_ms"]),
+        "init_ms": timing["init_ms"],
+        "memory": {"peak_rss_mb": timing["peak_rss_timing_mb"],
+                   "model_rss_mb": timing["rss_loaded_mb"] - timing["rss_start_mb"],
+                   "note": "peak RSS of the harness process while timing; model_rss_mb is the "
+                           "RSS growth from loading the model"},
+        "accuracy": None, "fidelity": None,
+        "provenance": {"measured": f"{runner.name} runner on {timing['cpu']}",
+                       "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                       "runtime": timing["runtime"], "runtime_version": timing["runtime_version"],
+                       "python": timing["python"], "numpy": timing["numpy"],
+                       "host_python": platform.python_version(), "tools": tool_versions()},
+    }
