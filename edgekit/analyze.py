@@ -67,6 +67,9 @@ def analyze(path: str | Path, fmt: str) -> dict:
         raise BadInput(f"unknown format {fmt!r} (expected one of {', '.join(FORMATS)})")
     if not p.exists():
         raise BadInput(f"cannot read {p} as {fmt}: no such file or folder")
+    if p.is_dir() != (fmt == "savedmodel"):
+        raise BadInput(f"cannot read {p} as {fmt}: " + ("a folder, not a file" if p.is_dir()
+                       else "a SavedModel is a folder"))
     out = {"format": fmt, "size_bytes": _size(p), "params": 0, "macs": 0, "inputs": [],
            "outputs": [], "precision": "fp32", "ops": {}, "layers": [], "notes": []}
     out.update({"keras": _keras, "savedmodel": _savedmodel, "tflite": _tflite,
@@ -116,38 +119,35 @@ def _keras(p: Path) -> dict:
 
 def _keras_layer(layer, keras, notes) -> list:
     L = keras.layers
+    transpose = isinstance(layer, (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose))
     work = (L.Conv1D, L.Conv2D, L.Conv3D, L.DepthwiseConv2D, L.SeparableConv2D, L.Dense)
-    if not isinstance(layer, work) or isinstance(layer, (L.Conv2DTranspose,)):
-        if isinstance(layer, L.Conv2DTranspose):
-            k = layer.kernel.shape  # (kh, kw, Cout, Cin); every input pixel meets the kernel
-            spatial = layer.input.shape[1:-1]
-            return [_layer(layer.name, "conv", _prod(k) * _prod(spatial),
-                           layer.count_params(), layer.output.shape)]
+    if not (transpose or isinstance(layer, work)):
         return []
     try:
-        oshape = layer.output.shape
+        ishape, oshape = layer.input.shape, layer.output.shape
     except (AttributeError, ValueError):
         notes.append(f"layer {layer.name} is shared or unbuilt: its MACs are not counted")
         return []
     first = getattr(layer, "data_format", "channels_last") == "channels_first"
-    spatial = oshape[2:] if first else oshape[1:-1]
-    if isinstance(layer, L.Dense):
-        k = layer.kernel.shape
-        return [_layer(layer.name, "dense", _prod(k) * _prod(oshape[1:-1]),
-                       layer.count_params(), oshape)]
+    # transposed conv: every *input* pixel meets the whole kernel (kh, kw, Cout, Cin)
+    spatial = (ishape if transpose else oshape)[2:] if first else \
+        (ishape if transpose else oshape)[1:-1]
+    n = layer.count_params()
+    if isinstance(layer, L.Dense):  # kernel (in, out), applied at every leading position
+        return [_layer(layer.name, "dense", _prod(layer.kernel.shape) * _prod(oshape[1:-1]),
+                       n, oshape)]
     if isinstance(layer, L.SeparableConv2D):
         dk, pk = layer.depthwise_kernel.shape, layer.pointwise_kernel.shape
-        bias = int(pk[-1]) if layer.use_bias else 0
         return [_layer(layer.name + "/depthwise", "depthwise", _prod(dk) * _prod(spatial),
                        _prod(dk), None),
                 _layer(layer.name + "/pointwise", "pointwise", _prod(pk) * _prod(spatial),
-                       _prod(pk) + bias, oshape)]
-    k = layer.kernel.shape
+                       n - _prod(dk), oshape)]
+    k = layer.kernel.shape  # conv (k..., Cin/groups, Cout); depthwise (kh, kw, C, mult)
     if isinstance(layer, L.DepthwiseConv2D):
         kind = "depthwise"
     else:
-        kind = _conv_kind(k[:-2], k[-2], getattr(layer, "groups", 1))
-    return [_layer(layer.name, kind, _prod(k) * _prod(spatial), layer.count_params(), oshape)]
+        kind = "conv" if transpose else _conv_kind(k[:-2], k[-2], getattr(layer, "groups", 1))
+    return [_layer(layer.name, kind, _prod(k) * _prod(spatial), n, oshape)]
 
 
 # --------------------------------------------------------------------------- savedmodel
@@ -211,7 +211,7 @@ def _tflite(p: Path) -> dict:
     for op in ops:
         name = op["op_name"]
         for pos, i in enumerate(op["inputs"]):
-            if not const(i) or i in seen:
+            if not const(i) or i in seen or (name == "TRANSPOSE_CONV" and pos == 0):
                 continue
             # weights/biases: float consts anywhere, any const of a work op or a DEQUANTIZE;
             # integer consts elsewhere are axes, shapes and paddings.
@@ -241,13 +241,11 @@ def _tflite(p: Path) -> dict:
             kind, macs = "dense", _prod(wshape) * (_prod(oshape) // max(1, int(wshape[0])))
         else:  # BATCH_MATMUL: (..., M, K) x (..., K, N)
             kind, macs = "dense", _prod(oshape) * int(tensors[x]["shape"][-1])
-        wp = 0
-        for i in op["inputs"][1:]:
-            if i >= 0 and (const(i) or (i in producer and producer[i]["op_name"] == "DEQUANTIZE")):
-                wp += _prod(tensors[i]["shape"])
+        deq = {i for i in op["inputs"]
+               if i in producer and producer[i]["op_name"] == "DEQUANTIZE"}
+        wp = sum(_prod(tensors[i]["shape"]) for i in op["inputs"][1:] if const(i) or i in deq)
         layers.append(_layer(tensors[o]["name"], kind, macs, wp, oshape))
-        wsrc = producer[w]["inputs"][0] if w in producer and \
-            producer[w]["op_name"] == "DEQUANTIZE" else w
+        wsrc = producer[w]["inputs"][0] if w in deq else w
         kinds.add(_tfl_precision(dt(wsrc), dt(x)))
     if kinds == {"dynamic", "fp32"}:
         kinds = {"dynamic"}  # dynamic-range quantization leaves small tensors in float
@@ -269,9 +267,10 @@ def _tfl_precision(wdtype: str, xdtype: str) -> str:
 # --------------------------------------------------------------------------- onnx
 _Q_SLOTS = {"QuantizeLinear": {1, 2}, "DequantizeLinear": {1, 2},
             "QLinearConv": {1, 2, 4, 5, 6, 7}, "QLinearMatMul": {1, 2, 4, 5, 6, 7},
-            "ConvInteger": {2, 3}, "MatMulInteger": {2, 3}}
-_ONNX_W = {"Conv": 1, "ConvInteger": 1, "QLinearConv": 3, "Gemm": 1, "MatMul": 1,
-           "MatMulInteger": 1, "QLinearMatMul": 3}
+            "ConvInteger": {2, 3}, "MatMulInteger": {2, 3},
+            "Clip": {1, 2}, "Pad": {1, 2, 3}}  # scales, zero points, bounds: not weights
+_ONNX_W = {"Conv": 1, "ConvTranspose": 1, "ConvInteger": 1, "QLinearConv": 3, "Gemm": 1,
+           "MatMul": 1, "MatMulInteger": 1, "QLinearMatMul": 3}  # op -> weight input slot
 
 
 def _onnx(p: Path) -> dict:
@@ -285,10 +284,8 @@ def _onnx(p: Path) -> dict:
             raise ValueError("the graph has no nodes")
         inits = {i.name: i for i in g.initializer}
         init_names = set(inits)
-        io = [[{"name": v.name, "dtype": onnx.helper.tensor_dtype_to_np_dtype(
-                    v.type.tensor_type.elem_type).name,
-                "shape": [d.dim_value if d.HasField("dim_value") else None
-                          for d in v.type.tensor_type.shape.dim]}
+        io = [[{"name": v.name, "shape": _vshape(v), "dtype": onnx.helper.
+                tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name}
                for v in vs if v.name not in init_names] for vs in (g.input, g.output)]
         for v in g.input:  # batch 1 for shape inference: set a symbolic first dim to 1
             dims = v.type.tensor_type.shape.dim
@@ -299,9 +296,8 @@ def _onnx(p: Path) -> dict:
         raise _bad(p, "onnx", exc) from None
     shapes = {i.name: list(i.dims) for i in g.initializer}
     for v in list(inferred.value_info) + list(inferred.input) + list(inferred.output):
-        dims = v.type.tensor_type.shape.dim
         if v.type.tensor_type.HasField("shape"):
-            shapes[v.name] = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+            shapes[v.name] = _vshape(v)
     for n in g.node:  # Constant nodes hold weights too
         if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
             shapes[n.output[0]] = list(n.attribute[0].t.dims)
@@ -317,15 +313,19 @@ def _onnx(p: Path) -> dict:
                     counted.add(name)
                     params += _prod(t.dims)
     producer = {o: n for n in g.node for o in n.output}
-    layers, wdtypes = [], set()
+    layers, wdtypes, notes = [], set(), []
     for n in g.node:
         if n.op_type not in _ONNX_W or len(n.input) <= _ONNX_W[n.op_type]:
             continue
         w, o = n.input[_ONNX_W[n.op_type]], n.output[0]
         ws, os_ = shapes.get(w), shapes.get(o)
         if ws is None or os_ is None or None in ws:
+            notes.append(f"{n.op_type} {n.name or o}: shapes unknown, its MACs are not counted")
             continue
-        if "Conv" in n.op_type:  # w: (Cout, Cin/group, k...)
+        if n.op_type == "ConvTranspose":  # w: (Cin, Cout/group, k...), per *input* pixel
+            xs = shapes.get(n.input[0]) or []
+            kind, macs = "conv", _prod(ws) * _prod(xs[2:])
+        elif "Conv" in n.op_type:  # w: (Cout, Cin/group, k...)
             group = next((a.i for a in n.attribute if a.name == "group"), 1)
             kind, macs = _conv_kind(ws[2:], ws[1], group), _prod(ws) * _prod(os_[2:])
         elif n.op_type == "Gemm":
@@ -345,7 +345,12 @@ def _onnx(p: Path) -> dict:
         layers.append(_layer(n.name or o, kind, macs, wp, os_))
     ops = Counter(n.op_type for n in g.node)
     return {"params": params, "inputs": io[0], "outputs": io[1], "ops": dict(ops),
-            "layers": layers, "precision": _onnx_precision(ops, g, inits, wdtypes)}
+            "layers": layers, "precision": _onnx_precision(ops, g, inits, wdtypes),
+            "notes": notes}
+
+
+def _vshape(v) -> list:
+    return [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
 
 
 def _onnx_precision(ops, g, inits, wdtypes) -> str:

@@ -67,3 +67,30 @@ RUNNERS.add("local", "edgekit.runtime.local:LocalRunner",
 # caps: kind, default (width, depth, resolution), which multipliers scale it.
 FAMILIES = Registry("model family")
 # (filled in by edgekit/models: one line per family / variant)
+_MB = "edgekit.models.families:"
+_WR, _WDR = ["width", "resolution"], ["width", "depth", "resolution"]
+FAMILIES.add("mobilenet_v1", _MB + "mobilenet_v1", kind="mobilenet_v1",
+             width=1.0, depth=1.0, resolution=224, dropout=0.001, scales=_WR)
+FAMILIES.add("mobilenet_v2", _MB + "mobilenet_v2", kind="mobilenet_v2",
+             width=1.0, depth=1.0, resolution=224, dropout=0.2, scales=_WR)
+FAMILIES.add("mobilenet_v3_small", _MB + "mobilenet_v3_small", kind="mobilenet_v3",
+             width=1.0, depth=1.0, resolution=224, dropout=0.2, scales=_WR)
+FAMILIES.add("mobilenet_v3_large", _MB + "mobilenet_v3_large", kind="mobilenet_v3",
+             width=1.0, depth=1.0, resolution=224, dropout=0.2, scales=_WR)
+# (width, depth, resolution, dropout) from tensorflow/tpu efficientnet_builder.py and
+# efficientnet_lite_builder.py
+for _name, (_w, _d, _r, _p) in {
+    "efficientnet_b0": (1.0, 1.0, 224, 0.2), "efficientnet_b1": (1.0, 1.1, 240, 0.2),
+    "efficientnet_b2": (1.1, 1.2, 260, 0.3), "efficientnet_b3": (1.2, 1.4, 300, 0.3),
+    "efficientnet_b4": (1.4, 1.8, 380, 0.4), "efficientnet_b5": (1.6, 2.2, 456, 0.4),
+    "efficientnet_b6": (1.8, 2.6, 528, 0.5), "efficientnet_b7": (2.0, 3.1, 600, 0.5),
+}.items():
+    FAMILIES.add(_name, _MB + "efficientnet", kind="efficientnet",
+                 width=_w, depth=_d, resolution=_r, dropout=_p, scales=_WDR)
+for _name, (_w, _d, _r, _p) in {
+    "efficientnet_lite0": (1.0, 1.0, 224, 0.2), "efficientnet_lite1": (1.0, 1.1, 240, 0.2),
+    "efficientnet_lite2": (1.1, 1.2, 260, 0.3), "efficientnet_lite3": (1.2, 1.4, 280, 0.3),
+    "efficientnet_lite4": (1.4, 1.8, 300, 0.3),
+}.items():
+    FAMILIES.add(_name, _MB + "efficientnet_lite", kind="efficientnet_lite",
+                 width=_w, depth=_d, resolution=_r, dropout=_p, scales=_WDR)

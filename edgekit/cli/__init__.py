@@ -30,6 +30,9 @@ app.command("profile")(profile_cmd.profile)
 
 
 def main() -> None:
+    from ..models.load import quiet_tensorflow
+
+    quiet_tensorflow()  # before any command imports TensorFlow: keep its C++ chatter off stderr
     setup_logging()
     try:
         app(standalone_mode=False)

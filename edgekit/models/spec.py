@@ -84,6 +84,7 @@ class BlockSpec:
     out_ch: int
     kernel: int = 3
     stride: int = 1
+    expand: bool = False  # mbconv/fused: has an expand conv (in_ch -> mid_ch)
     se_ch: int = 0  # squeeze-excite bottleneck channels, 0 = none
     act: str = "relu6"
     residual: bool = False
@@ -167,7 +168,8 @@ def _stage_blocks(t: Template, s: int, rows: tuple[Row, ...], in_ch: int, width:
                         and in_ch == out)
             name = f"block{s + 1}{_letters(len(blocks))}_"
             blocks.append(BlockSpec(name, row.kind, in_ch, mid, out, row.kernel, stride,
-                                    _se_channels(t, row, in_ch, mid), row.act, residual))
+                                    row.expand != 1, _se_channels(t, row, in_ch, mid),
+                                    row.act, residual))
             in_ch = out
     return blocks
 
@@ -248,6 +250,14 @@ def validate(spec: ArchSpec) -> ArchSpec:
             raise BadInput(f"{b.name}: channels, kernel and stride must be positive")
         if b.in_ch != prev:
             raise BadInput(f"{b.name}: takes {b.in_ch} channels but receives {prev}")
+        if b.kind in ("conv", "dwsep") and (b.mid_ch != b.in_ch or b.expand or b.se_ch):
+            raise BadInput(f"{b.name}: a {b.kind} block has no expansion or squeeze-excite")
+        if b.kind == "mbconv" and not b.expand and b.mid_ch != b.in_ch:
+            raise BadInput(f"{b.name}: mid_ch must equal in_ch without an expand conv")
+        if b.kind in ("conv", "dwsep") and (b.mid_ch != b.in_ch or b.expand or b.se_ch):
+            raise BadInput(f"{b.name}: a {b.kind} block has no expansion or squeeze-excite")
+        if not b.expand and b.mid_ch != b.in_ch:
+            raise BadInput(f"{b.name}: mid_ch must equal in_ch without an expand conv")
         if b.residual and (b.stride != 1 or b.in_ch != b.out_ch):
             raise BadInput(f"{b.name}: a residual block needs stride 1 and in == out")
         prev = b.out_ch

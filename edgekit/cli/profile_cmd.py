@@ -1,0 +1,82 @@
+"""``edgekit profile MODEL``: latency, memory, accuracy and fidelity, measured."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ._common import FORCE_OPT, JSON_OPT, PREP_OPT, console, emit_json, fmt_bytes
+
+
+def profile(
+    model: Path = typer.Argument(..., help="Model to measure: .tflite, .onnx or .keras."),
+    data: Optional[str] = typer.Option(None, "--data", help="Labelled data for accuracy: folder, "
+                                       ".npz, IDX file or fashion-mnist[-sample]:test."),
+    reference: Optional[Path] = typer.Option(None, "--reference",
+                                             help="Float model to compare outputs with (fidelity)."),
+    runner: str = typer.Option("local", "--runner", help="Where to run it (local)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all cores)."),
+    runs: int = typer.Option(100, "--runs", help="Timed runs (batch 1)."),
+    warmup: int = typer.Option(10, "--warmup", help="Untimed warm-up runs."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate only the first N images."),
+    preprocessing: Optional[str] = PREP_OPT,
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the result JSON here."),
+    force: bool = FORCE_OPT,
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Measure latency, memory, accuracy and fidelity of a model on a runner."""
+    import json
+
+    from ..artifacts import check_output, open_artifact, write_text_atomic
+    from ..registry import RUNNERS
+    from ..runtime.profile import profile as run_profile
+
+    runner_cls = RUNNERS.resolve(runner)
+    if output:
+        check_output(output, force)
+    art = open_artifact(model)
+    ref = open_artifact(reference) if reference else None
+    with console.status("profiling") as st:
+        result = run_profile(art, runner_cls(), data=data, reference=ref, threads=threads,
+                             warmup=warmup, runs=runs, limit=limit, preprocessing=preprocessing,
+                             status=st.update)
+    if output:
+        write_text_atomic(output, json.dumps(result, indent=2) + "\n", force=force)
+    if json_out:
+        emit_json(result)
+    else:
+        _print(result, output)
+
+
+def _print(r: dict, output: Optional[Path]) -> None:
+    from rich.table import Table
+
+    lat, s = r["latency_ms"], r["settings"]
+    table = Table(show_header=False, title=f"{r['model']['path']} ({r['model']['precision'] or '?'}, "
+                  f"{fmt_bytes(r['model']['size_bytes'])})", title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("measured on", f"{r['provenance']['measured']}, {s['threads']} threads, "
+                  f"{r['provenance']['runtime']} {r['provenance']['runtime_version']}")
+    table.add_row("latency (ms)", f"p50 {lat['p50']:.3f}  mean {lat['mean']:.3f} ± {lat['std']:.3f}  "
+                  f"min {lat['min']:.3f}  p90 {lat['p90']:.3f}  p99 {lat['p99']:.3f}  "
+                  f"max {lat['max']:.3f}  (n={lat['count']}, warm-up {s['warmup']})")
+    table.add_row("init (ms)", f"{r['init_ms']:.1f}")
+    table.add_row("memory", f"peak RSS {r['memory']['peak_rss_mb']:.1f} MB, model load "
+                  f"+{r['memory']['model_rss_mb']:.1f} MB")
+    if r.get("accuracy"):
+        a = r["accuracy"]
+        table.add_row("accuracy", f"top-1 {a['top1']:.2f}%  top-5 {a['top5']:.2f}%  "
+                      f"(n={a['n']}, {a['dataset']})")
+    if r.get("fidelity"):
+        f = r["fidelity"]
+        snr = "identical" if f["identical"] else f"{f['snr_db']:.1f} dB"
+        table.add_row("fidelity", f"top-1 agreement {f['top1_agreement']:.2f}%, SNR {snr} "
+                      f"vs {f['reference']}")
+    if r.get("reference_accuracy"):
+        table.add_row("reference acc.", f"top-1 {r['reference_accuracy']['top1']:.2f}%")
+    console.print(table)
+    if output:
+        console.print(f"wrote {output}")

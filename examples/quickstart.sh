@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The main job on built-in defaults, no files needed: build a MobileNetV2 from the zoo,
+# quantize it to int8 with the Fashion-MNIST sample shipped in edgekit, export the float
+# model, and profile the int8 artifact against it (latency, memory, accuracy, fidelity).
+# Usage: bash examples/quickstart.sh [OUT_DIR]   (default: ./quickstart)
+set -euo pipefail
+edgekit=${EDGEKIT:-"$(dirname "$0")/../.venv/bin/edgekit"}
+[ -x "$edgekit" ] || edgekit=edgekit
+out=${1:-quickstart}
+mkdir -p "$out"
+set -x
+"$edgekit" zoo build mobilenet_v2 --width 0.35 --resolution 96 --classes 10 -o "$out/m.keras" --force
+"$edgekit" inspect "$out/m.keras"
+"$edgekit" quantize "$out/m.keras" --mode int8 --calib fashion-mnist-sample:train -o "$out/m_int8.tflite" --force
+"$edgekit" export "$out/m.keras" --format tflite -o "$out/m_fp32.tflite" --force
+"$edgekit" profile "$out/m_int8.tflite" --data fashion-mnist-sample:test --reference "$out/m.keras" -o "$out/profile_int8.json" --force

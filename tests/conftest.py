@@ -1,0 +1,64 @@
+"""Shared fixtures: small real models built by the zoo and trained on the committed
+Fashion-MNIST sample, cached once per test session (models are never committed)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+EDGEKIT = [sys.executable, "-m", "edgekit"]
+
+
+def run_cli(*args: str, check: bool = False, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the real ``edgekit`` command in a child process."""
+    proc = subprocess.run([*EDGEKIT, *map(str, args)], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"edgekit {' '.join(map(str, args))} -> {proc.returncode}\n"
+                             f"{proc.stderr[-3000:]}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def small_keras(workdir) -> Path:
+    """An untrained MobileNetV2 0.35 @ 32x32, 10 classes, built by ``edgekit zoo build``."""
+    path = workdir / "mnv2_small.keras"
+    run_cli("zoo", "build", "mobilenet_v2", "--width", "0.35", "--resolution", "32",
+            "--classes", "10", "-o", path, check=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def trained_keras(workdir, small_keras) -> Path:
+    """``small_keras`` trained for about a minute on the committed Fashion-MNIST sample."""
+    from edgekit.artifacts import child_meta, open_artifact, write_sidecar
+    from edgekit.data import load_dataset, to_model_input
+    import keras
+    import numpy as np
+
+    parent = open_artifact(small_keras)
+    model = keras.saving.load_model(small_keras)
+    train = load_dataset("fashion-mnist-sample:train")
+    x = np.concatenate([xb for xb, _ in train.batches(500, 32, 32, 3)])
+    x = to_model_input(x, parent.preprocessing)
+    keras.utils.set_random_seed(0)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x, train.labels, epochs=12, batch_size=64, verbose=0)
+    path = workdir / "mnv2_trained.keras"
+    model.save(path)
+    write_sidecar(path, child_meta(parent, "train", {"epochs": 12, "data": train.source},
+                                   format="keras", precision="fp32",
+                                   labels=train.class_names,
+                                   **{k: parent.meta[k] for k in ("input", "output")}))
+    return path
