@@ -39,21 +39,22 @@ def main() -> None:
     except EdgekitError as exc:
         if os.environ.get("EDGEKIT_DEBUG"):
             raise
-        from rich.text import Text
-        console.print(Text.assemble(("error: ", "bold red"), str(exc)), soft_wrap=True)
+        _error(str(exc))
         sys.exit(int(exc.code))
-    except (typer.Exit, SystemExit) as exc:
-        code = getattr(exc, "exit_code", getattr(exc, "code", 0))
-        sys.exit(code or 0)
-    except typer.Abort:
-        console.print("aborted")
-        sys.exit(130)
     except KeyboardInterrupt:
         console.print("interrupted")
         sys.exit(130)
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-        if isinstance(exc, click.ClickException):
-            exc.show(file=sys.stderr)
+    except Exception as exc:
+        # Usage errors from typer's bundled click: duck-typed, since typer vendors click
+        # privately. Shown as one line, exit 2, like every other bad input.
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
+            if exc.format_message():  # empty when a bare group just printed its help
+                _error(f"{exc.format_message()} (see --help)")
             sys.exit(ExitCode.BAD_INPUT)
         raise
+
+
+def _error(message: str) -> None:
+    from rich.text import Text
+
+    console.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)

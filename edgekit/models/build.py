@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .load import import_keras
 from .spec import ArchSpec, BlockSpec, validate
 
 _KERAS_ACT = {"relu": "relu", "relu6": "relu6", "swish": "silu", "hard_swish": "hard_silu",
@@ -19,8 +20,7 @@ _KERAS_ACT = {"relu": "relu", "relu6": "relu6", "swish": "silu", "hard_swish": "
 
 def build_model(spec: ArchSpec, seed: int | None = 0) -> Any:
     """A ``keras.Model`` for ``spec``; the same ``seed`` gives the same initial weights."""
-    import keras
-
+    keras = import_keras()
     validate(spec)
     if seed is not None:
         keras.utils.set_random_seed(seed)

@@ -89,7 +89,8 @@ def _make(template: Template, name: str, kind: str, width: float, depth: float,
     stem, blocks, head, pre = resolve(template, width, depth)
     return validate(ArchSpec(
         name=name, kind=kind, width=width, depth=depth, resolution=resolution,
-        classes=classes, dropout=dropout, preprocessing=_pre(preprocessing["mean"], preprocessing["std"]), stem=stem,
+        classes=classes, dropout=dropout, stem=stem,
+        preprocessing=_pre(preprocessing["mean"], preprocessing["std"]),
         blocks=tuple(blocks), head=head, pre_logits=pre, template=template, **extra))
 
 
