@@ -34,6 +34,9 @@ if __name__ == "__main__":
     x = to_model_input(np.concatenate([b for b, _ in train.batches(2000, r, r, 3)]),
                        parent.preprocessing)
     model = keras.saving.load_model(base)
+    for layer in model.layers:  # reference momentum 0.999 is too slow for a few epochs
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.99
     keras.utils.set_random_seed(0)
     steps = args.epochs * int(np.ceil(len(x) / 128))
     model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(3e-3, steps)),

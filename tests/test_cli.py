@@ -97,3 +97,11 @@ def test_existing_output_is_not_overwritten(tmp_path, small_keras):
     proc = run_cli("export", small_keras, "-o", out)
     assert proc.returncode == 2 and "--force" in proc.stderr
     assert out.read_bytes() == b"precious"
+
+
+@pytest.mark.parametrize("path", [p for p, _ in COMMANDS], ids=[" ".join(p) for p, _ in COMMANDS])
+def test_every_command_is_in_the_readme(path):
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    assert f"edgekit {' '.join(path)}" in readme

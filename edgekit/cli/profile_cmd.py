@@ -20,7 +20,7 @@ def profile(
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all cores)."),
     runs: int = typer.Option(100, "--runs", help="Timed runs (batch 1)."),
     warmup: int = typer.Option(10, "--warmup", help="Untimed warm-up runs."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate only the first N images."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate a class-balanced subset of N images."),
     preprocessing: Optional[str] = PREP_OPT,
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the result JSON here."),
     force: bool = FORCE_OPT,

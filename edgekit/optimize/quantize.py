@@ -87,6 +87,21 @@ def _input_hwc(source: Artifact, model=None) -> tuple[int, int, int]:
         from ..models.load import keras_input_hwc
         return keras_input_hwc(model)
     shape = (source.meta.get("input") or {}).get("shape")
+    if not shape and source.format == "savedmodel":
+        shape = _savedmodel_input_shape(source.path)
     if shape and len(shape) == 4 and all(shape[1:]):
         return int(shape[1]), int(shape[2]), int(shape[3])
     raise BadInput(f"{source.path}: input shape unknown; it must be (batch, H, W, C)")
+
+
+def _savedmodel_input_shape(path: Path) -> list | None:
+    """The input shape of a SavedModel's serving signature."""
+    import tensorflow as tf
+
+    sig = tf.saved_model.load(str(path)).signatures.get("serving_default")
+    if sig is None:
+        raise BadInput(f"{path}: the SavedModel has no serving_default signature")
+    specs = list(sig.structured_input_signature[1].values())
+    if len(specs) != 1:
+        raise BadInput(f"{path}: expected one image input, found {len(specs)}")
+    return list(specs[0].shape)

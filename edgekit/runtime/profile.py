@@ -72,15 +72,13 @@ def profile(artifact: Artifact, runner: Runner, *, data: str | None = None,
         raise BadInput(f"--threads must be >= 1 (got {threads})")
     shape, nchw = input_spec(artifact)
     prep = resolve_preprocessing(artifact, preprocessing)
-    images, labels, dataset = None, None, None
-    if data:
-        from ..data import load_dataset
-        dataset = load_dataset(data, limit=limit)
-        if len(dataset) == 0:
-            raise BadInput(f"{data}: the dataset is empty")
-        status(f"reading {len(dataset)} images from {data}")
-        images = np.concatenate([x for x, _ in dataset.batches(256, shape[1], shape[2], shape[3])])
-        labels = dataset.labels
+    if reference is not None:
+        if not data:
+            raise BadInput("--reference needs --data: fidelity is measured on real inputs")
+        ref_shape, ref_nchw = input_spec(reference)
+        if ref_shape != shape:
+            raise BadInput(f"reference input {ref_shape[1:]} differs from the model's {shape[1:]}")
+    images, labels, subset = _load_images(data, limit, shape, status) if data else (None,) * 3
     with runner:
         runner.prepare(artifact, shape, prep, nchw)
         status(f"timing {runs} runs after {warmup} warm-up on {runner.name}")
@@ -94,14 +92,11 @@ def profile(artifact: Artifact, runner: Runner, *, data: str | None = None,
         if scores.shape[1] <= int(labels.max()):
             raise BadInput(f"{data}: labels go up to {int(labels.max())} but the model has "
                            f"{scores.shape[1]} outputs")
-        result["accuracy"] = {**accuracy(scores, labels), "dataset": data}
+        result["accuracy"] = {**accuracy(scores, labels), "dataset": data, "subset": subset}
+    elif data and labels is None:
+        log.info("%s has no labels: accuracy not measured", data)
     if reference is not None:
-        if images is None:
-            raise BadInput("--reference needs --data: fidelity is measured on real inputs")
         status(f"running the reference {reference.path.name}")
-        ref_shape, ref_nchw = input_spec(reference)
-        if ref_shape != shape:
-            raise BadInput(f"reference input {ref_shape[1:]} differs from the model's {shape[1:]}")
         with type(runner)() as ref_runner:
             ref_runner.prepare(reference, shape, resolve_preprocessing(reference, preprocessing),
                                ref_nchw)
@@ -111,6 +106,25 @@ def profile(artifact: Artifact, runner: Runner, *, data: str | None = None,
         if labels is not None:
             result["reference_accuracy"] = {**accuracy(ref_scores, labels), "dataset": data}
     return result
+
+
+def _load_images(data: str, limit: int | None, shape: list[int], status: Status):
+    """uint8 images sized to the model input, their labels, and which subset was taken."""
+    from ..data import load_dataset, sample_indices
+
+    dataset = load_dataset(data)
+    if len(dataset) == 0:
+        raise BadInput(f"{data}: the dataset is empty")
+    if limit is not None and limit < 1:
+        raise BadInput(f"--limit must be at least 1 (got {limit})")
+    idx, subset = np.arange(len(dataset)), "all"
+    if limit and limit < len(dataset):  # class-balanced and deterministic
+        idx = np.sort(sample_indices(len(dataset), limit, seed=0, labels=dataset.labels))
+        subset = f"{limit} of {len(dataset)}, class-balanced"
+    status(f"reading {len(idx)} images from {data}")
+    images = np.concatenate([x for x, _ in dataset.batches(256, shape[1], shape[2], shape[3],
+                                                           indices=idx)])
+    return images, None if dataset.labels is None else dataset.labels[idx], subset
 
 
 def _document(artifact: Artifact, runner: Runner, timing: dict, threads: int | None,
