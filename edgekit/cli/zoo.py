@@ -24,13 +24,14 @@ def list_families(json_out: bool = JSON_OPT) -> None:
         return
     from rich.table import Table
 
-    table = Table(title="edgekit zoo")
-    for col in ("family", "kind", "width", "depth", "resolution", "scales"):
+    table = Table(title="edgekit zoo", caption="scales: w = width, d = depth, r = resolution")
+    table.add_column("family", no_wrap=True)
+    for col in ("kind", "width", "depth", "resolution", "scales"):
         table.add_column(col)
     for r in rows:
         table.add_row(r["name"], str(r.get("kind", "")), str(r.get("width", "")),
                       str(r.get("depth", "")), str(r.get("resolution", "")),
-                      ", ".join(r.get("scales", [])))
+                      ",".join(s[0] for s in r.get("scales", [])))
     console.print(table)
 
 

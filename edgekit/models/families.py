@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..artifacts import PREPROCESSING
 from ..errors import BadInput
 from ..registry import FAMILIES
 from .spec import ArchSpec, Row, Template, check_multiplier, check_resolution, resolve, validate
@@ -22,9 +23,10 @@ def _pre(mean: list[float], std: list[float]) -> dict[str, Any]:
     return {"mean": list(mean), "std": list(std), "channel_order": "RGB"}
 
 
-MINUS_ONE_TO_ONE = _pre([127.5] * 3, [127.5] * 3)  # MobileNet v1/v2/v3
+# The named conventions live in one table (edgekit.artifacts.PREPROCESSING).
+MINUS_ONE_TO_ONE = _pre(PREPROCESSING["tf"]["mean"], PREPROCESSING["tf"]["std"])  # MobileNets
 LITE_PREPROCESSING = _pre([127.0] * 3, [128.0] * 3)  # efficientnet_lite_builder.py
-IMAGENET = _pre([123.675, 116.28, 103.53], [58.395, 57.12, 57.375])  # ImageNet mean/std x255
+IMAGENET = _pre(PREPROCESSING["torch"]["mean"], PREPROCESSING["torch"]["std"])  # ImageNet x255
 
 
 def dw(out: int, n: int = 1, s: int = 1) -> Row:
