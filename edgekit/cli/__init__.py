@@ -9,7 +9,7 @@ import sys
 import typer
 
 from ..errors import EdgekitError, ExitCode
-from . import doctor, inspect_cmd, optimize_cmd, profile_cmd, zoo
+from . import devices_cmd, doctor, inspect_cmd, optimize_cmd, profile_cmd, zoo
 from ._common import console, setup_logging
 
 app = typer.Typer(
@@ -23,6 +23,7 @@ app = typer.Typer(
 )
 app.command("doctor")(doctor.doctor)
 app.add_typer(zoo.app, name="zoo")
+app.add_typer(devices_cmd.app, name="devices")
 app.command("inspect")(inspect_cmd.inspect)
 app.command("quantize")(optimize_cmd.quantize)
 app.command("export")(optimize_cmd.export)
