@@ -40,9 +40,17 @@ class _Builder:
     def __init__(self, spec: ArchSpec):
         from keras import initializers, layers
 
-        self.spec, self.L = spec, layers
-        self.conv_init = initializers.VarianceScaling(2.0, "fan_out", "truncated_normal")
-        self.dense_init = initializers.VarianceScaling(1 / 3, "fan_out", "uniform")
+        self.spec, self.L, self._init = spec, layers, initializers
+
+    # A fresh initializer per layer: a Keras 3 unseeded initializer instance returns the same
+    # values every time it is called, which would start same-shaped layers identical.
+    @property
+    def conv_init(self):
+        return self._init.VarianceScaling(2.0, "fan_out", "truncated_normal")
+
+    @property
+    def dense_init(self):
+        return self._init.VarianceScaling(1 / 3, "fan_out", "uniform")
 
     # -- primitives ------------------------------------------------------------------------
     def conv(self, x, ch: int, kernel: int, stride: int, name: str, bias: bool = False,

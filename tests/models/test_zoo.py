@@ -271,3 +271,15 @@ def test_lite0_parameter_count():
     trainable = sum(int(math.prod(w.shape)) for w in model.trainable_weights)
     assert _params(model) == 4_694_024  # incl. BN moving statistics
     assert trainable == 4_652_008  # the published "4.65M" (trainable)
+
+
+def test_same_shaped_layers_start_with_different_weights():
+    import numpy as np
+
+    from edgekit.models.build import build_model
+    from edgekit.models.families import get_spec
+
+    model = build_model(get_spec("mobilenet_v2", width=0.35, resolution=32, classes=10), seed=0)
+    a = model.get_layer("block3b_expand_conv").get_weights()[0]
+    b = model.get_layer("block3c_expand_conv").get_weights()[0]
+    assert a.shape == b.shape and not np.array_equal(a, b)
