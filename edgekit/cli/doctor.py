@@ -30,13 +30,13 @@ def _version(dist: str) -> str | None:
 
 
 def _cpu() -> dict:
-    name, flags = platform.processor() or platform.machine(), []
+    from ..runtime.harness import cpu_name  # the same name the profile results record
+
+    name, flags = cpu_name(), []
     try:
         with open("/proc/cpuinfo") as fh:
             for line in fh:
                 key = line.split(":", 1)[0].strip().lower()
-                if key in ("model name", "hardware") and name == platform.machine():
-                    name = line.split(":", 1)[1].strip()
                 if key in ("flags", "features") and not flags:
                     flags = line.split(":", 1)[1].split()
     except OSError:
