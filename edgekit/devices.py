@@ -146,10 +146,24 @@ class Budget(_Strict):
         return self
 
 
-class CostEntry(_Strict):
-    """Coefficients for one runtime/precision; the cost model decides what they mean."""
+class Fitted(_Strict):
+    """Latency-feature coefficients (ms per unit of each ``edgekit.latency.FEATURES``) fitted
+    by ``edgekit calibrate`` at one thread count."""
 
     coefficients: dict[str, Num]
+    expected_error_pct: Num  # 90th percentile of the leave-one-out errors
+    measurements: int
+    provenance: Optional[ProvRef] = None
+
+
+class CostEntry(_Strict):
+    """The cost model of one runtime/precision: a MAC rate (``gmacs_per_s_1t``,
+    ``gmacs_per_s_mt`` at ``mt_threads``, ``gmacs_per_s`` for accelerators, ``overhead_ms``)
+    and/or feature coefficients fitted by calibration, keyed by thread count."""
+
+    coefficients: dict[str, Num] = Field(default_factory=dict)
+    expected_error_pct: Optional[Num] = None  # of the rate model
+    fitted: dict[str, Fitted] = Field(default_factory=dict)
     provenance: Optional[ProvRef] = None
 
 

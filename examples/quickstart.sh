@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The main job on built-in defaults, no files needed: build a MobileNetV2 from the zoo,
+# The main job on built-in defaults, no files needed: see how big a MobileNetV2 a Pixel 7
+# budget affords (cost model, no build), build a small MobileNetV2 from the zoo,
 # quantize it to int8 with the Fashion-MNIST sample shipped in edgekit, export the float
 # model, and profile the int8 artifact against it (latency, memory, accuracy, fidelity).
 # Usage: bash examples/quickstart.sh [OUT_DIR]   (default: ./quickstart)
@@ -9,6 +10,7 @@ edgekit=${EDGEKIT:-"$(dirname "$0")/../.venv/bin/edgekit"}
 out=${1:-quickstart}
 mkdir -p "$out"
 set -x
+"$edgekit" scale --device pixel7 --family mobilenet_v2 --classes 10 --top 5
 "$edgekit" zoo build mobilenet_v2 --width 0.35 --resolution 96 --classes 10 -o "$out/m.keras" --force
 "$edgekit" inspect "$out/m.keras"
 "$edgekit" quantize "$out/m.keras" --mode int8 --calib fashion-mnist-sample:train -o "$out/m_int8.tflite" --force

@@ -9,13 +9,14 @@ import sys
 import typer
 
 from ..errors import EdgekitError, ExitCode
-from . import devices_cmd, doctor, inspect_cmd, optimize_cmd, profile_cmd, zoo
+from . import (calibrate_cmd, devices_cmd, doctor, inspect_cmd, optimize_cmd, profile_cmd,
+               scale_cmd, zoo)
 from ._common import console, setup_logging
 
 app = typer.Typer(
     name="edgekit",
-    help="Fit MobileNet/EfficientNet classifiers to edge devices: build, quantize, export, "
-         "inspect and profile them.",
+    help="Fit MobileNet/EfficientNet classifiers to edge devices: scale them to a device's "
+         "budget, build, quantize, export, inspect and profile them.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,  # never print locals (paths, hosts, keys) in tracebacks
     add_completion=False,
@@ -28,6 +29,8 @@ app.command("inspect")(inspect_cmd.inspect)
 app.command("quantize")(optimize_cmd.quantize)
 app.command("export")(optimize_cmd.export)
 app.command("profile")(profile_cmd.profile)
+app.command("scale")(scale_cmd.scale)
+app.command("calibrate")(calibrate_cmd.calibrate)
 
 
 def main() -> None:

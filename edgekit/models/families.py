@@ -159,3 +159,10 @@ def get_spec(name: str, *, width: float | None = None, depth: float | None = Non
         raise BadInput(f"dropout must be in [0, 1), got {dropout!r}")
     return entry.load()(name, width=float(width), depth=float(depth), resolution=resolution,
                         classes=classes, dropout=float(dropout))
+
+
+def from_template(template: Template, name: str, kind: str, resolution: int,
+                  classes: int = 10, **extra: Any) -> ArchSpec:
+    """A spec of a custom template at width/depth 1 (the calibration probes use this)."""
+    return _make(template, name, kind, 1.0, 1.0, resolution, classes, 0.0,
+                 preprocessing=MINUS_ONE_TO_ONE, **extra)

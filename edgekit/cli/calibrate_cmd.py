@@ -1,0 +1,94 @@
+"""``edgekit calibrate``: measure a device and write fitted latency coefficients."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ._common import JSON_OPT, console, emit_json, progress_bar
+
+
+def calibrate(
+    device: str = typer.Option("host", "--device", "-d", help="Device to calibrate (host = "
+                               "this machine, through the local runner)."),
+    precision: list[str] = typer.Option(["fp32", "int8"], "--precision", "-p",
+                                        help="Precision to calibrate (repeatable)."),
+    threads: int = typer.Option(1, help="CPU threads the coefficients are fitted for."),
+    suite: str = typer.Option("full", help="full (36 models, a few minutes), quick (18) or "
+                              "tiny (4, a smoke test: too few for a good fit)."),
+    jobs: int = typer.Option(2, help="Parallel conversions (timing always runs alone)."),
+    runner_name: str = typer.Option("local", "--runner", help="Runner that times the models "
+                                    "(registered runners: local)."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the profile here "
+                                          "instead of the user override folder."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Time micro-benchmark probes and representative networks on a device, fit the latency
+    model's coefficients per precision, and write them (provenance: measured) into a user-level
+    copy of the device profile, which then takes precedence over the packaged one."""
+    from ..calibrate import SUITES, calibrate as run_calibration, suite_specs, today
+    from ..devices import load_device, user_dir
+    from ..errors import BadInput
+    from ..registry import RUNNERS
+
+    if suite not in SUITES:
+        raise BadInput(f"unknown suite '{suite}' (known: {', '.join(SUITES)})")
+    if threads < 1 or jobs < 1:
+        raise BadInput("--threads and --jobs must be at least 1")
+    for p in precision:
+        if p not in ("fp32", "fp16", "int8", "dynamic"):
+            raise BadInput(f"cannot calibrate precision '{p}' (fp32, fp16, int8 or dynamic)")
+    entry = RUNNERS.get_entry(runner_name)
+    profile = load_device(device)
+    if profile.kind != "host" or entry.name != "local":
+        raise BadInput(f"calibrating '{device}' needs a runner on that device; the SSH, adb and "
+                       "emulator runners are not there yet, so only --device host works today")
+    if "tflite-xnnpack" not in profile.runtimes:
+        raise BadInput(f"device '{device}' offers no tflite-xnnpack runtime to calibrate")
+    runner = RUNNERS.resolve(entry.name)()
+    n = len(suite_specs(suite))
+    with progress_bar(f"calibrating {device}", json_out) as update:
+        def step(p: str, done: int, total: int) -> None:
+            i = precision.index(p)
+            update(i * total + done, total * len(precision))
+        fits = run_calibration(runner, list(precision), threads, suite, jobs=jobs,
+                               progress=step)
+    command = "edgekit " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    out = output or user_dir() / f"{profile.name}.yaml"
+    from ..calibrate import write_profile
+
+    cpu = fits[0].rows[0].get("cpu", "") if fits and fits[0].rows else ""
+    write_profile(profile, fits, out, command=command, date=today(), cpu=cpu)
+    doc = {"schema": "edgekit.calibrate/1", "device": profile.name, "written": str(out),
+           "suite": suite, "measurements_per_precision": n, "threads": threads,
+           "fits": [{"precision": f.precision, "measurements": f.n,
+                     "expected_error_pct": round(f.expected_error_pct, 1),
+                     "loo_within_10pct": round(sum(abs(e) <= 10 for e in f.loo_errors_pct)
+                                               / max(1, len(f.loo_errors_pct)), 3),
+                     "coefficients": f.coefficients,
+                     "measured": [{"model": r["label"], "median_ms": round(r["median_ms"], 4),
+                                   "fit_error_pct": round(r["fit_error_pct"], 1)}
+                                  for r in f.rows]} for f in fits]}
+    if json_out:
+        emit_json(doc)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"calibration of {profile.name} ({threads} thread(s), {suite} suite, "
+                        f"{n} models per precision)",
+                  caption="expected error: 90th percentile of leave-one-out errors (each model "
+                          "predicted by a fit without it)")
+    for col in ("precision", "measurements", "within ±10% (LOO)", "expected error",
+                "largest coefficients (ms per unit)"):
+        table.add_column(col)
+    for f in doc["fits"]:
+        big = sorted(f["coefficients"].items(), key=lambda kv: -kv[1])[:4]
+        table.add_row(f["precision"], str(f["measurements"]), f"{f['loo_within_10pct']:.0%}",
+                      f"±{f['expected_error_pct']:.0f}%",
+                      ", ".join(f"{k} {v:.3g}" for k, v in big if v))
+    console.print(table)
+    console.print(f"wrote {out} (measured coefficients; `edgekit devices show {profile.name}`)")
