@@ -20,19 +20,11 @@ KERAS_V3 = "keras.applications mobilenet_v3 docstring: Pixel 1 CPU single core"
 
 _LITE = [f"efficientnet_lite{i}" for i in range(5)]
 # (series, source, [(model label, family, width, resolution, ms)], calibration labels)
+_LITE_MS = {"CPU 4 threads fp32": (12, 18, 26, 41, 76), "CPU 4 threads int8": (6.5, 9.1, 12, 18, 30),
+            "GPU fp32": (9.0, 12, 16, 23, 36), "GPU fp16": (6.0, 8.0, 10, 14, 21)}
 SERIES = [
-    ("Pixel 4 CPU 4 threads fp32", LITE_README,
-     [(f, f, None, None, ms) for f, ms in zip(_LITE, (12, 18, 26, 41, 76))],
-     ("efficientnet_lite0", "efficientnet_lite4")),
-    ("Pixel 4 CPU 4 threads int8", LITE_README,
-     [(f, f, None, None, ms) for f, ms in zip(_LITE, (6.5, 9.1, 12, 18, 30))],
-     ("efficientnet_lite0", "efficientnet_lite4")),
-    ("Pixel 4 GPU fp32", LITE_README,
-     [(f, f, None, None, ms) for f, ms in zip(_LITE, (9.0, 12, 16, 23, 36))],
-     ("efficientnet_lite0", "efficientnet_lite4")),
-    ("Pixel 4 GPU fp16", LITE_README,
-     [(f, f, None, None, ms) for f, ms in zip(_LITE, (6.0, 8.0, 10, 14, 21))],
-     ("efficientnet_lite0", "efficientnet_lite4")),
+    *[(f"Pixel 4 {what}", LITE_README, [(f, f, None, None, ms) for f, ms in zip(_LITE, times)],
+       ("efficientnet_lite0", "efficientnet_lite4")) for what, times in _LITE_MS.items()],
     ("Pixel 1 CPU 1 thread fp32", f"{SLIM_V2}; {KERAS_V3}",
      [("mobilenet_v2 1.0_224", "mobilenet_v2", 1.0, 224, 73.8),
       ("mobilenet_v2 0.35_96", "mobilenet_v2", 0.35, 96, 4.5),

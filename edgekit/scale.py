@@ -59,6 +59,7 @@ class Candidate:
     size_mb: float
     proxy: Proxy
     misses: dict[str, str] = field(default_factory=dict)  # budget -> how far off
+    excess: float = 0.0  # worst relative excess over a budget (0 when it fits)
 
     @property
     def fits(self) -> bool:
@@ -124,6 +125,7 @@ def evaluate(group: str, width: float, depth: float, resolution: int, phi: Optio
                                      ("memory", c.memory_mb, budget.memory_mb, "MB"),
                                      ("size", c.size_mb, budget.size_mb, "MB")):
         if value > limit:
+            c.excess = max(c.excess, value / limit - 1)
             c.misses[name] = f"{value:.3g} {unit} > {limit:g} {unit} (+{100 * (value / limit - 1):.0f}%)"
     return c
 
@@ -144,17 +146,9 @@ def search(groups: list[str], model: LatencyModel, budget: Budget,
                 seen.add(key)
                 out.append(c)
     # fitting first, best proxy first (ties: the faster one); then the nearest misses
-    out.sort(key=lambda c: (not c.fits, -round(c.proxy.top1, 1) if c.fits else _excess(c),
+    out.sort(key=lambda c: (not c.fits, -round(c.proxy.top1, 1) if c.fits else c.excess,
                             c.latency_ms))
     return out
-
-
-def _excess(c: Candidate) -> float:
-    """How far a non-fitting candidate is from the budget: its worst relative excess."""
-    worst = 0.0
-    for text in c.misses.values():
-        worst = max(worst, float(text.rsplit("(+", 1)[1].rstrip("%)")))
-    return worst
 
 
 __all__ = ["Budget", "Candidate", "GROUPS", "evaluate", "grid", "group_of", "search"]

@@ -87,7 +87,7 @@ def scale(
                          hint="relax a budget or try another --family / --precision")
     chosen = fitting[:top]
     if measure:
-        chosen = _measure(profile, chosen, model, budget, n_threads, json_out)
+        chosen = _measure(profile, chosen, model, n_threads, json_out)
         doc["measured"] = [dict(c.as_dict(), measured_ms=m) for c, m in chosen]
         within = [c for c, m in chosen if m <= budget.latency_ms]
         if not within:
@@ -152,7 +152,7 @@ def _open_from(path: Optional[Path]):
     return art
 
 
-def _measure(profile, chosen, model, budget, threads: int, quiet: bool):
+def _measure(profile, chosen, model, threads: int, quiet: bool):
     from ..errors import BadInput
     from ..latency_bench import measure_specs
     from ..registry import RUNNERS

@@ -252,10 +252,6 @@ def validate(spec: ArchSpec) -> ArchSpec:
             raise BadInput(f"{b.name}: takes {b.in_ch} channels but receives {prev}")
         if b.kind in ("conv", "dwsep") and (b.mid_ch != b.in_ch or b.expand or b.se_ch):
             raise BadInput(f"{b.name}: a {b.kind} block has no expansion or squeeze-excite")
-        if b.kind == "mbconv" and not b.expand and b.mid_ch != b.in_ch:
-            raise BadInput(f"{b.name}: mid_ch must equal in_ch without an expand conv")
-        if b.kind in ("conv", "dwsep") and (b.mid_ch != b.in_ch or b.expand or b.se_ch):
-            raise BadInput(f"{b.name}: a {b.kind} block has no expansion or squeeze-excite")
         if not b.expand and b.mid_ch != b.in_ch:
             raise BadInput(f"{b.name}: mid_ch must equal in_ch without an expand conv")
         if b.residual and (b.stride != 1 or b.in_ch != b.out_ch):
