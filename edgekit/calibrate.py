@@ -17,6 +17,7 @@ errors, so it is an out-of-sample figure, not a fit residual.
 from __future__ import annotations
 
 import datetime as _dt
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -159,8 +160,6 @@ def write_profile(profile, fits: list[Fit], out: Path, *, command: str, date: st
         data["display_name"] = f"This machine (calibrated {date}{': ' + cpu if cpu else ''})"
     text = ("# edgekit device profile, written by `edgekit calibrate` (measured coefficients "
             "under cost_model.*.fitted).\n" + yaml.safe_dump(data, sort_keys=False, width=100))
-    import tempfile
-
     with tempfile.TemporaryDirectory() as tmp:  # validate before replacing anything
         check = Path(tmp) / f"{profile.name}.yaml"
         check.write_text(text, encoding="utf-8")

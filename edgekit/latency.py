@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 
-from .costmodel import _blocks, block_work, spec_work
+from .costmodel import _blocks, _n, block_work, spec_work
 from .errors import BadInput
 from .models.spec import ArchSpec
 
@@ -58,10 +58,6 @@ _MACS = {"pointwise": "pw_gmacs", "depthwise": "dw_gmacs", "conv": "conv_gmacs",
          "dense": "fc_gmacs", "se": "fc_gmacs"}
 _ACT_OPS = {"relu": 0, "relu6": 0, "swish": 2, "hard_swish": 1, "sigmoid": 1,
             "hard_sigmoid": 1}  # operators an activation adds when not fused (relu6(x+3) fuses, *1/6 not)
-
-
-def _n(shape) -> int:
-    return shape[0] * shape[1] * shape[2]
 
 
 def features(spec: ArchSpec) -> dict[str, float]:

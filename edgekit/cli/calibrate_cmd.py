@@ -30,7 +30,7 @@ def calibrate(
     """Time micro-benchmark probes and representative networks on a device, fit the latency
     model's coefficients per precision, and write them (provenance: measured) into a user-level
     copy of the device profile, which then takes precedence over the packaged one."""
-    from ..calibrate import SUITES, calibrate as run_calibration, suite_specs, today
+    from ..calibrate import SUITES, calibrate as run_calibration, suite_specs, today, write_profile
     from ..devices import load_device, user_dir
     from ..errors import BadInput
     from ..registry import RUNNERS
@@ -59,8 +59,6 @@ def calibrate(
                                progress=step)
     command = "edgekit " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     out = output or user_dir() / f"{profile.name}.yaml"
-    from ..calibrate import write_profile
-
     cpu = fits[0].rows[0].get("cpu", "") if fits and fits[0].rows else ""
     write_profile(profile, fits, out, command=command, date=today(), cpu=cpu)
     doc = {"schema": "edgekit.calibrate/1", "device": profile.name, "written": str(out),
