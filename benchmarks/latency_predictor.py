@@ -72,15 +72,26 @@ def measure(args) -> dict:
     vspecs = [get_spec(f, width=w, depth=d, resolution=r, classes=1000) for f, w, d, r in variants]
     raw = {"machine": machine(), "threads": 1, "calibration": [], "variants": []}
     runner = LocalRunner()
+    # The suite and the held-out variants are timed in the same passes, in a shuffled order,
+    # so that a slow drift of the machine (other tenants of the VM host) does not fall on
+    # one side only; the fit still sees the suite's measurements alone.
+    labelled = list(suite) + [(f"{f} w{w:g} d{d:g} r{r}", s) for (f, w, d, r), s
+                              in zip(variants, vspecs)]
+    order = list(range(len(labelled)))
+    random.Random(args.seed).shuffle(order)
     for precision in ("fp32", "int8"):
-        print(f"[{precision}] calibration suite: {len(suite)} models", flush=True)
-        rows = measure_specs([s for _, s in suite], precision, runner, 1, jobs=args.jobs)
-        for (label, s), r in zip(suite, rows):
-            raw["calibration"].append(_row(label, s, r))
-        print(f"[{precision}] held-out variants: {len(vspecs)} models", flush=True)
-        rows = measure_specs(vspecs, precision, runner, 1, jobs=args.jobs)
-        for (f, w, d, res), r in zip(variants, rows):
-            raw["variants"].append(_row(f, r["spec"], r) | {"width": w, "depth": d})
+        print(f"[{precision}] {len(suite)} calibration models + {len(vspecs)} held-out variants",
+              flush=True)
+        rows = measure_specs([labelled[i][1] for i in order], precision, runner, 1,
+                             jobs=args.jobs)
+        by_index = dict(zip(order, rows))
+        for i, (label, s) in enumerate(labelled):
+            r = by_index[i]
+            if i < len(suite):
+                raw["calibration"].append(_row(label, s, r))
+            else:
+                f, w, d, _ = variants[i - len(suite)]
+                raw["variants"].append(_row(label, s, r) | {"width": w, "depth": d})
     return raw
 
 
@@ -89,7 +100,8 @@ def _row(label: str, spec, r: dict) -> dict:
     return {"family": fam, "label": label, "width": spec.width, "depth": spec.depth,
             "resolution": spec.resolution, "precision": r["precision"],
             "median_ms": r["median_ms"], "spread_pct": r["spread_pct"], "runs": r["runs"],
-            "round_medians_ms": r["round_medians_ms"], "size_bytes": r["size_bytes"]}
+            "round_medians_ms": r["round_medians_ms"], "size_bytes": r["size_bytes"],
+            "llc_bytes": r.get("llc_bytes")}
 
 
 def report(raw: dict) -> None:
@@ -103,8 +115,8 @@ def report(raw: dict) -> None:
         cal = [dict(r, spec=spec_of(r)) for r in raw["calibration"] if r["precision"] == precision]
         fit = fit_measurements(cal, precision, raw["threads"])
         held = [r for r in raw["variants"] if r["precision"] == precision]
-        err = np.array([100 * (predict_ms(spec_of(r), fit.coefficients) / r["median_ms"] - 1)
-                        for r in held])
+        err = np.array([100 * (predict_ms(spec_of(r), fit.coefficients, precision,
+                                          fit.llc_bytes) / r["median_ms"] - 1) for r in held])
         all_err.append(err)
         loo = np.abs(fit.loo_errors_pct)
         print(f"\n{precision}: calibrated on {fit.n} measurements "
@@ -122,7 +134,9 @@ def report(raw: dict) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--variants", type=int, default=44)
-    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--seed", type=int, default=11,
+                    help="draw of the held-out variants (the features were chosen on the "
+                         "draw of seed 7, so the reported figure uses a fresh one)")
     ap.add_argument("--jobs", type=int, default=2, help="parallel conversions (timing runs alone)")
     ap.add_argument("--refit", action="store_true", help="re-fit saved measurements only")
     args = ap.parse_args()

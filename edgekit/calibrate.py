@@ -5,7 +5,8 @@ emulator use the same code):
 
 * **probes** — small networks made of one repeated block kind (pointwise-heavy inverted
   residuals, large-map depthwise, swish + squeeze-excite, hard-swish + squeeze-excite,
-  MobileNet v1 separable convs), so that each feature of ``edgekit.latency`` varies on its own;
+  MobileNet v1 separable convs, the same with channels off the 16-wide SIMD tile), so that
+  each feature of ``edgekit.latency`` varies on its own;
 * **representative networks** — scaled variants of every zoo family kind across width, depth
   and resolution.
 
@@ -26,7 +27,9 @@ import numpy as np
 
 from .models.spec import ArchSpec, Row, Template
 
-# (family, width, depth, resolution): spread over each family's range, 6 per family kind
+# (family, width, depth, resolution): spread over each family's range, 6 per family kind,
+# then 13 that cover what those miss: widths whose channels are not multiples of 16 (v1's odd
+# widths), and large models (8-15 ms fp32 on the host) whose weights outgrow the cache
 NETWORKS: list[tuple[str, float, float, int]] = [
     ("mobilenet_v1", 0.25, 1.0, 128), ("mobilenet_v1", 0.5, 1.0, 160),
     ("mobilenet_v1", 0.75, 1.0, 224), ("mobilenet_v1", 1.0, 1.0, 192),
@@ -43,6 +46,13 @@ NETWORKS: list[tuple[str, float, float, int]] = [
     ("efficientnet_b0", 0.35, 1.0, 256), ("efficientnet_lite0", 0.5, 1.2, 224),
     ("efficientnet_lite0", 0.75, 1.0, 128), ("efficientnet_lite0", 1.0, 1.4, 160),
     ("efficientnet_lite0", 1.2, 0.8, 192), ("efficientnet_lite0", 0.35, 1.6, 96),
+    ("mobilenet_v1", 0.9, 1.0, 160), ("mobilenet_v1", 1.1, 1.0, 192),
+    ("mobilenet_v1", 1.4, 1.0, 224), ("mobilenet_v2", 0.9, 1.0, 224),
+    ("mobilenet_v2", 1.4, 1.0, 240), ("mobilenet_v3_small", 1.15, 1.0, 224),
+    ("mobilenet_v3_large", 1.15, 1.0, 256), ("efficientnet_b0", 0.9, 1.1, 192),
+    ("efficientnet_b0", 1.3, 1.3, 224), ("efficientnet_b1", 1.1, 1.2, 240),
+    ("efficientnet_lite0", 1.15, 1.2, 176), ("efficientnet_lite1", 0.9, 1.1, 240),
+    ("efficientnet_lite2", 1.3, 1.3, 224),
 ]
 
 _IR = dict(kind="mbconv", stride=1)
@@ -58,8 +68,10 @@ PROBES: list[tuple[str, tuple[Row, ...], int, str, int, dict[str, Any]]] = [
                              **_IR),), 40, "mobilenet_v3",
      128, {"se_act": "relu", "se_gate": "hard_sigmoid"}),
     ("probe_wide", (Row(repeats=4, out=640, expand=1, **_IR),), 640, "mobilenet_v2", 32, {}),
+    # 136 channels: 8 past a multiple of 16 (depthwise) and 9 16-wide tiles (pointwise)
+    ("probe_unaligned", (Row("dwsep", 6, 136),), 136, "mobilenet_v1", 112, {}),
 ]
-SUITES = {"full": (len(NETWORKS), len(PROBES)), "quick": (12, len(PROBES)), "tiny": (2, 2)}
+SUITES = {"full": (len(NETWORKS), len(PROBES)), "quick": (14, len(PROBES)), "tiny": (2, 2)}
 
 
 def suite_specs(suite: str = "full") -> list[tuple[str, ArchSpec]]:
@@ -87,6 +99,7 @@ class Fit:
     n: int
     loo_errors_pct: list[float]
     rows: list[dict[str, Any]] = field(default_factory=list)
+    llc_bytes: float | None = None  # the device's last-level cache, as the harness read it
 
     @property
     def expected_error_pct(self) -> float:
@@ -98,7 +111,8 @@ def fit_measurements(rows: list[dict[str, Any]], precision: str, threads: int) -
     """Fit coefficients to measured rows ({"spec", "median_ms"}) with leave-one-out errors."""
     from .latency import errors_pct, fit, vector
 
-    x = np.array([vector(r["spec"]) for r in rows])
+    llc = next((r["llc_bytes"] for r in rows if r.get("llc_bytes")), None)
+    x = np.array([vector(r["spec"], precision, llc) for r in rows])
     y = np.array([r["median_ms"] for r in rows])
     coef = fit(x, y)
     loo = [100.0] if len(rows) <= 2 else []  # too few to leave one out: claim nothing
@@ -108,7 +122,7 @@ def fit_measurements(rows: list[dict[str, Any]], precision: str, threads: int) -
             loo.append(float(errors_pct(x[i:i + 1], y[i:i + 1], fit(x[keep], y[keep]))[0]))
     for r, e in zip(rows, errors_pct(x, y, coef)):
         r["fit_error_pct"] = float(e)
-    return Fit(precision, threads, coef, len(rows), loo, rows)
+    return Fit(precision, threads, coef, len(rows), loo, rows, llc)
 
 
 def calibrate(runner, precisions: list[str], threads: int, suite: str = "full", jobs: int = 1,
@@ -154,6 +168,8 @@ def write_profile(profile, fits: list[Fit], out: Path, *, command: str, date: st
             "provenance": src, "measurements": f.n,
             "expected_error_pct": round(f.expected_error_pct, 2),
             "coefficients": {k: float(f"{v:.6g}") for k, v in f.coefficients.items()}}
+        if f.llc_bytes:
+            entry["fitted"][str(f.threads)]["llc_mb"] = f.llc_bytes / 2 ** 20
         if not entry.get("coefficients") and "provenance" not in entry:
             entry["provenance"] = src
     if data.get("kind") == "host":

@@ -5,6 +5,18 @@ arithmetic (MACs, at a rate that differs by layer kind: pointwise GEMMs run near
 depthwise and the 3-channel stem conv do not), to the activation bytes it writes, and to a
 fixed dispatch cost. Elementwise operators that TFLite does not fuse into the convolution
 (swish = logistic + mul, hard-swish, the squeeze-excite gate, residual adds) cost per element.
+Two effects of the kernels' SIMD tiling matter as much as the MAC count (measured on this
+project's x86 host with XNNPACK fp32, one layer at a time: a 1x1 conv with 592 output channels
+runs at 104 GMAC/s, one with 600 at 129; a 3x3 depthwise on 147 channels at 28 GMAC/s, on 144
+at 43): pointwise layers whose output channels fill an odd number of 16-wide tiles, and
+depthwise layers whose channels are not a multiple of 16, run at a lower rate. The zoo rounds
+channels to multiples of 8, so about half of all widths hit one or both. A third effect is
+memory: once a model's weights outgrow about half of the last-level cache, every inference
+streams them from DRAM again (fp32 held-out error fell from 81% to 92-96% within 10% with
+this feature, 5-fold, on 80-94 host measurements). NNLS sets a coefficient to zero where a
+device shows no such effect, so the features carry no device assumption beyond the 16-wide
+tile.
+
 So latency is linear in a handful of *features* of the spec:
 
     latency_ms = sum_k coefficient_k * feature_k            (all coefficients >= 0)
@@ -26,7 +38,7 @@ from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 
-from .costmodel import _blocks, _n, block_work, spec_work
+from .costmodel import _blocks, _n, block_work, spec_work, weight_bytes
 from .errors import BadInput
 from .models.spec import ArchSpec
 
@@ -49,20 +61,26 @@ FEATURES: dict[str, str] = {
     "out_melems": "elements written by convolutions, 1e6",
     "weight_melems": "convolution weights read, 1e6",
     "pwpad_gmacs": "1x1 convolution MACs with channels padded to 16, 1e9",
+    "pwodd_gmacs": "1x1 convolution MACs whose output channels fill an odd number of "
+                   "16-wide tiles, 1e9",
+    "dwodd_gmacs": "depthwise MACs of layers whose channels are not a multiple of 16, 1e9",
     "swish_melems": "elements through swish (logistic + mul), 1e6",
     "hswish_melems": "elements through hard-swish, 1e6",
     "gate_melems": "elements pooled and gated by squeeze-excite, 1e6",
     "add_melems": "elements of residual adds, 1e6",
+    "spill_mb": "weight bytes beyond half the last-level cache (re-read from DRAM), 1e6",
 }
 _MACS = {"pointwise": "pw_gmacs", "depthwise": "dw_gmacs", "conv": "conv_gmacs",
          "dense": "fc_gmacs", "se": "fc_gmacs"}
 _ACT_OPS = {"relu": 0, "relu6": 0, "swish": 2, "hard_swish": 1, "sigmoid": 1,
-            "hard_sigmoid": 1}  # operators an activation adds when not fused (relu6(x+3) fuses, *1/6 not)
+            "hard_sigmoid": 1}  # operators an activation adds unfused (relu6(x+3) fuses, *1/6 not)
 
 
-def features(spec: ArchSpec) -> dict[str, float]:
-    """The latency features of ``spec`` (batch 1). Precision-independent: the precision
-    picks the coefficients."""
+def features(spec: ArchSpec, precision: str = "fp32",
+             llc_bytes: float | None = None) -> dict[str, float]:
+    """The latency features of ``spec`` (batch 1). All but ``spill_mb`` are
+    precision-independent (the precision picks the coefficients); ``spill_mb`` needs the
+    weight bytes at ``precision`` and the device's last-level cache (0 when unknown)."""
     f = dict.fromkeys(FEATURES, 0.0)
     f["const"] = 1.0
     hwc = spec.input_shape
@@ -80,6 +98,8 @@ def features(spec: ArchSpec) -> dict[str, float]:
             kind = "dw5_gmacs" if w.kind == "depthwise" and w.kernel > 3 else _MACS[w.kind]
             f[kind] += w.macs / 1e9
             f["ops"] += 1
+            if w.kind == "depthwise" and w.out_shape[2] % 16:
+                f["dwodd_gmacs"] += w.macs / 1e9
             if w.kind == "se":
                 act(spec.se_act if w.name.endswith("se_reduce") else spec.se_gate, 0)
                 continue
@@ -89,6 +109,8 @@ def features(spec: ArchSpec) -> dict[str, float]:
                 pad = lambda c: -(-c // 16) * 16  # noqa: E731
                 f["pwpad_gmacs"] += (w.out_shape[0] * w.out_shape[1] * pad(w.in_shape[2])
                                      * pad(w.out_shape[2])) / 1e9
+                if -(-w.out_shape[2] // 16) % 2:
+                    f["pwodd_gmacs"] += w.macs / 1e9
             linear = w.name.endswith("project_conv") and (
                 b.kind == "mbconv" or (b.kind == "fused" and b.expand))  # no activation
             if not linear:
@@ -109,11 +131,13 @@ def features(spec: ArchSpec) -> dict[str, float]:
             f["ops"] += 1
     if spec.pre_logits:
         act(spec.pre_logits_act, 0)
+    if llc_bytes:
+        f["spill_mb"] = max(0.0, weight_bytes(spec, precision) - llc_bytes / 2) / 1e6
     return f
 
 
-def vector(spec: ArchSpec) -> np.ndarray:
-    f = features(spec)
+def vector(spec: ArchSpec, precision: str = "fp32", llc_bytes: float | None = None) -> np.ndarray:
+    f = features(spec, precision, llc_bytes)
     return np.array([f[k] for k in FEATURES])
 
 
@@ -124,8 +148,9 @@ def coefficients_from_rate(gmacs_per_s: float, overhead_ms: float = 0.0) -> dict
             "dw5_gmacs": per_gmac, "conv_gmacs": per_gmac, "fc_gmacs": per_gmac}
 
 
-def predict_ms(spec: ArchSpec, coefficients: Mapping[str, float]) -> float:
-    f = features(spec)
+def predict_ms(spec: ArchSpec, coefficients: Mapping[str, float], precision: str = "fp32",
+               llc_bytes: float | None = None) -> float:
+    f = features(spec, precision, llc_bytes)
     unknown = set(coefficients) - set(FEATURES)
     if unknown:
         raise ValueError(f"unknown latency coefficients: {sorted(unknown)}")
@@ -167,15 +192,16 @@ class LatencyModel:
     expected_error_pct: float
     provenance: str  # measured | estimated | published
     basis: str  # one line: where the coefficients come from
+    llc_bytes: float | None = None  # the device's last-level cache (for spill_mb)
 
     def predict_ms(self, spec: ArchSpec) -> float:
-        return predict_ms(spec, self.coefficients)
+        return predict_ms(spec, self.coefficients, self.precision, self.llc_bytes)
 
     def as_dict(self) -> dict:
         return {"device": self.device, "runtime": self.runtime, "precision": self.precision,
                 "threads": self.threads, "expected_error_pct": round(self.expected_error_pct, 1),
                 "provenance": self.provenance, "basis": self.basis,
-                "coefficients": self.coefficients}
+                "llc_bytes": self.llc_bytes, "coefficients": self.coefficients}
 
 
 def device_model(profile: "DeviceProfile", runtime: str, precision: str,
@@ -196,7 +222,8 @@ def device_model(profile: "DeviceProfile", runtime: str, precision: str,
             {k: n.value for k, n in fitted.coefficients.items()},
             fitted.expected_error_pct.value, prov.kind,
             f"{prov.kind}: fitted by edgekit calibrate{when} on {fitted.measurements} "
-            f"measurements at {threads} thread(s)")
+            f"measurements at {threads} thread(s)",
+            fitted.llc_mb.value * 2 ** 20 if fitted.llc_mb else None)
     c = {k: n for k, n in entry.coefficients.items()}
     if "gmacs_per_s" in c:  # an accelerator: threads do not apply
         rate = c["gmacs_per_s"]
@@ -224,5 +251,6 @@ def device_model(profile: "DeviceProfile", runtime: str, precision: str,
                         f"({rate.prov.text()[:120]})")
 
 
-__all__ = ["LatencyModel", "device_model", "FEATURES", "coefficients_from_rate", "errors_pct", "expected_error_pct",
+__all__ = ["LatencyModel", "device_model", "FEATURES", "coefficients_from_rate", "errors_pct",
+           "expected_error_pct",
            "features", "fit", "predict_ms", "vector"]

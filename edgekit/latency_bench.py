@@ -60,6 +60,7 @@ def time_tflite(path: Path, runner: Runner, input_shape: list[int], threads: int
         runner.cleanup()
     return {"median_ms": statistics.median(times), "runs": len(times),
             "cpu": result.get("cpu", ""), "runtime": result.get("runtime", ""),
+            "llc_bytes": result.get("llc_bytes"),
             "spread_pct": 100 * (np.percentile(times, 75) - np.percentile(times, 25))
             / statistics.median(times)}
 

@@ -32,6 +32,9 @@ def test_calibrate_writes_measured_coefficients(calibrated):
     fitted = data["cost_model"]["tflite-xnnpack/fp32"]["fitted"]["1"]
     src = data["sources"][fitted["provenance"]]
     assert src["kind"] == "measured" and src["date"] and "edgekit calibrate" in src["command"]
+    from edgekit.runtime.harness import llc_bytes
+    if llc_bytes():  # the cache the weight-spill feature needs travels with the fit
+        assert fitted["llc_mb"] * 2 ** 20 == pytest.approx(llc_bytes())
 
 
 def test_devices_show_reports_the_measured_numbers(calibrated):
@@ -50,6 +53,8 @@ def test_scale_measure_uses_the_calibration_and_times_candidates(calibrated, tmp
     doc = json.loads(proc.stdout) if proc.stdout else {}
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert doc["latency_model"]["provenance"] == "measured"
+    from edgekit.runtime.harness import llc_bytes
+    assert doc["latency_model"]["llc_bytes"] == (llc_bytes() or None)
     assert len(doc["measured"]) == 2 and all(m["measured_ms"] > 0 for m in doc["measured"])
 
 

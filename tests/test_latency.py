@@ -42,6 +42,28 @@ def test_features_scale_with_resolution_and_kind():
     assert latency.features(get_spec("mobilenet_v3_large"))["hswish_melems"] > 0
 
 
+def test_alignment_features_follow_the_16_wide_tiles():
+    """Channels are rounded to multiples of 8: MobileNet v1 width 1.0 has 32..1024 (multiples
+    of 16, even tile counts), width 1.1 has 72, 144, 280, 560, 1128 (odd tile counts for most
+    of its pointwise MACs, depthwise channels 8 past a multiple of 16 for some)."""
+    aligned = latency.features(get_spec("mobilenet_v1", width=1.0))
+    odd = latency.features(get_spec("mobilenet_v1", width=1.1))
+    assert aligned["pwodd_gmacs"] == aligned["dwodd_gmacs"] == 0
+    assert odd["pwodd_gmacs"] > 0.5 * odd["pw_gmacs"]
+    assert 0 < odd["dwodd_gmacs"] < odd["dw_gmacs"]
+
+
+def test_weight_spill_needs_a_cache_and_counts_bytes_at_the_precision():
+    from edgekit.costmodel import weight_bytes
+
+    spec = get_spec("mobilenet_v1", width=1.4)  # ~8M weights: 33 MB fp32, 8 MB int8
+    llc = 32 * 2 ** 20
+    assert latency.features(spec)["spill_mb"] == 0  # no cache size known: no spill claimed
+    fp32 = latency.features(spec, "fp32", llc)["spill_mb"]
+    assert fp32 == pytest.approx((weight_bytes(spec, "fp32") - llc / 2) / 1e6)
+    assert latency.features(spec, "int8", llc)["spill_mb"] == 0
+
+
 def test_fit_recovers_known_coefficients():
     rng = np.random.default_rng(0)
     names = list(latency.FEATURES)

@@ -18,7 +18,8 @@ def calibrate(
     precision: list[str] = typer.Option(["fp32", "int8"], "--precision", "-p",
                                         help="Precision to calibrate (repeatable)."),
     threads: int = typer.Option(1, help="CPU threads the coefficients are fitted for."),
-    suite: str = typer.Option("full", help="full (36 models, a few minutes), quick (18) or "
+    suite: str = typer.Option("full", help="full (50 models, about 6 minutes per precision on 2 "
+                              "cores), quick (21) or "
                               "tiny (4, a smoke test: too few for a good fit)."),
     jobs: int = typer.Option(2, help="Parallel conversions (timing always runs alone)."),
     runner_name: str = typer.Option("local", "--runner", help="Runner that times the models "

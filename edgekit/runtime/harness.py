@@ -179,6 +179,7 @@ def run(job):
         "rss_start_mb": rss_start, "rss_loaded_mb": rss_loaded,
         "peak_rss_timing_mb": peak_after_timing, "peak_rss_mb": peak_rss_mb(),
         "n_outputs": n_out, "machine": platform.machine(), "cpu": cpu_name(),
+        "llc_bytes": llc_bytes(),
         "cores": os.cpu_count(), "python": platform.python_version(),
         "numpy": np.__version__, "system": platform.platform(),
     }
@@ -196,6 +197,27 @@ def cpu_name():
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def llc_bytes():
+    """Size of the largest (last-level) CPU cache Linux reports, or None."""
+    best = (0, None)
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        for idx in os.listdir(base):
+            try:
+                with open(os.path.join(base, idx, "level")) as fh:
+                    level = int(fh.read())
+                with open(os.path.join(base, idx, "size")) as fh:
+                    size = fh.read().strip().upper()
+            except (OSError, ValueError):
+                continue
+            mult = {"K": 1024, "M": 1024 ** 2}.get(size[-1:], 1)
+            value = int(size.rstrip("KM")) * mult
+            best = max(best, (level, value))
+    except (OSError, ValueError):
+        pass
+    return best[1]
 
 
 def _version(module):
