@@ -153,6 +153,7 @@ class Fitted(_Strict):
     coefficients: dict[str, Num]
     expected_error_pct: Num  # 90th percentile of the leave-one-out errors
     measurements: int
+    llc_mb: Optional[Num] = None  # last-level cache the harness read (latency feature spill_mb)
     provenance: Optional[ProvRef] = None
 
 
@@ -191,8 +192,9 @@ class Anchor(_Strict):
 class DeviceProfile(_Strict):
     name: str
     display_name: str
-    kind: Literal["phone", "sbc", "jetson", "host"]
+    kind: Literal["phone", "sbc", "jetson", "host", "emulator"]
     soc: str
+    runner: Optional[Literal["local", "ssh", "adb", "emulator"]] = None  # how it is reached
     sources: dict[str, Provenance] = Field(default_factory=dict)
     cpu: Cpu
     gpu: Optional[Gpu] = None

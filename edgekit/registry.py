@@ -62,6 +62,10 @@ EXPORTERS.add("tflite", "edgekit.export.tflite:export_tflite", suffix=".tflite",
 RUNNERS = Registry("runner")
 RUNNERS.add("local", "edgekit.runtime.local:LocalRunner",
             formats=["tflite", "onnx", "keras"], where="this machine")
+RUNNERS.add("ssh", "edgekit.runtime.ssh:SSHRunner",
+            formats=["tflite", "onnx", "keras"], where="a Linux device over SSH (--host)")
+RUNNERS.add("emulator", "edgekit.runtime.emulator:EmulatorRunner", formats=["tflite"],
+            where="an Arm64 user-space under qemu (edgekit emulator setup); accuracy only")
 
 # Model families of the zoo (architecture as data in edgekit/models/families.py).
 # caps: kind, default (width, depth, resolution), which multipliers scale it.

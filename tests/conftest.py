@@ -68,3 +68,12 @@ def trained_keras(workdir, small_keras) -> Path:
                                    labels=train.class_names,
                                    **{k: parent.meta[k] for k in ("input", "output")}))
     return path
+
+
+@pytest.fixture(scope="session")
+def trained_int8(workdir, trained_keras) -> Path:
+    """``trained_keras`` quantized to int8 with the committed training sample."""
+    out = workdir / "trained_int8_shared.tflite"
+    run_cli("quantize", trained_keras, "--mode", "int8", "--calib", "fashion-mnist-sample:train",
+            "-o", out, "--force", check=True)
+    return out

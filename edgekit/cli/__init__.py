@@ -9,7 +9,8 @@ import sys
 import typer
 
 from ..errors import EdgekitError, ExitCode
-from . import (calibrate_cmd, devices_cmd, doctor, inspect_cmd, optimize_cmd, profile_cmd,
+from . import (calibrate_cmd, compare_cmd, devices_cmd, doctor, emulator_cmd, inspect_cmd,
+               optimize_cmd, profile_cmd,
                scale_cmd, zoo)
 from ._common import console, setup_logging
 
@@ -31,6 +32,8 @@ app.command("export")(optimize_cmd.export)
 app.command("profile")(profile_cmd.profile)
 app.command("scale")(scale_cmd.scale)
 app.command("calibrate")(calibrate_cmd.calibrate)
+app.command("compare")(compare_cmd.compare)
+app.add_typer(emulator_cmd.app, name="emulator")
 
 
 def main() -> None:

@@ -86,3 +86,37 @@ def fmt_count(n: Optional[int]) -> str:
     if n >= 1e3:
         return f"{n / 1e3:.1f} K"
     return str(n)
+
+
+# --- where a model runs: --runner and the SSH options, shared by profile and calibrate -------
+RUNNER_OPT = typer.Option(None, "--runner", help="Where to run: local (this machine) or ssh "
+                          "(a Linux device; implied by --host). Default: local.")
+HOST_OPT = typer.Option(None, "--host", help="user@host of a Linux device reachable by key-based "
+                        "SSH (uses your ~/.ssh/config); implies --runner ssh.")
+PORT_OPT = typer.Option(None, "--port", help="SSH port of --host (default: from ssh config, 22).")
+IDENTITY_OPT = typer.Option(None, "--identity", help="SSH private key for --host.")
+SSH_OPTION_OPT = typer.Option([], "--ssh-option", help="Extra ssh -o Key=Value (repeatable).")
+REMOTE_PYTHON_OPT = typer.Option("python3", "--remote-python", help="Python on the device "
+                                 "(needs numpy and ai-edge-litert, tflite-runtime or onnxruntime).")
+
+
+def make_runner(runner: Optional[str], host: Optional[str], port: Optional[int],
+                identity: Optional[Path], ssh_options: list[str], remote_python: str,
+                device=None):
+    """The Runner the options name: --runner, else ssh when --host is given, else the one
+    the device profile names (``runner:``), else local."""
+    from ..errors import BadInput
+    from ..registry import RUNNERS
+
+    name = runner or ("ssh" if host else (device.runner if device and device.runner
+                                          else "local"))
+    cls = RUNNERS.resolve(name)
+    if name == "ssh":
+        if not host:
+            where = f"device '{device.name}' is reached over SSH" if device else "--runner ssh"
+            raise BadInput(f"{where}: pass --host user@host")
+        return cls(host, port=port, identity=identity, options=ssh_options,
+                   python=remote_python)
+    if host or port or identity or ssh_options:
+        raise BadInput(f"--host/--port/--identity/--ssh-option need the ssh runner, not {name}")
+    return cls()

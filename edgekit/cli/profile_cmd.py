@@ -7,7 +7,9 @@ from typing import Optional
 
 import typer
 
-from ._common import FORCE_OPT, JSON_OPT, PREP_OPT, console, emit_json, fmt_bytes
+from ._common import (FORCE_OPT, HOST_OPT, IDENTITY_OPT, JSON_OPT, PORT_OPT, PREP_OPT,
+                      REMOTE_PYTHON_OPT, RUNNER_OPT, SSH_OPTION_OPT, console, emit_json,
+                      fmt_bytes, make_runner)
 
 
 def profile(
@@ -16,7 +18,14 @@ def profile(
                                        ".npz, IDX file or fashion-mnist[-sample]:test."),
     reference: Optional[Path] = typer.Option(None, "--reference",
                                              help="Float model to compare outputs with (fidelity)."),
-    runner: str = typer.Option("local", "--runner", help="Where to run it (local)."),
+    device: Optional[str] = typer.Option(None, "--device", "-d", help="Catalog device the "
+                                         "runner reaches (recorded in the result)."),
+    runner: Optional[str] = RUNNER_OPT,
+    host: Optional[str] = HOST_OPT,
+    port: Optional[int] = PORT_OPT,
+    identity: Optional[Path] = IDENTITY_OPT,
+    ssh_option: list[str] = SSH_OPTION_OPT,
+    remote_python: str = REMOTE_PYTHON_OPT,
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all cores)."),
     runs: int = typer.Option(100, "--runs", help="Timed runs (batch 1)."),
     warmup: int = typer.Option(10, "--warmup", help="Untimed warm-up runs."),
@@ -30,18 +39,20 @@ def profile(
     import json
 
     from ..artifacts import check_output, open_artifact, write_text_atomic
-    from ..registry import RUNNERS
+    from ..devices import load_device
     from ..runtime.profile import profile as run_profile
 
-    runner_cls = RUNNERS.resolve(runner)
+    profile_ = load_device(device) if device else None  # unknown: lists the known (exit 2)
+    the_runner = make_runner(runner, host, port, identity, ssh_option, remote_python, profile_)
     if output:
         check_output(output, force)
     art = open_artifact(model)
     ref = open_artifact(reference) if reference else None
     with console.status("profiling") as st:
-        result = run_profile(art, runner_cls(), data=data, reference=ref, threads=threads,
+        result = run_profile(art, the_runner, data=data, reference=ref, threads=threads,
                              warmup=warmup, runs=runs, limit=limit, preprocessing=preprocessing,
-                             status=st.update)
+                             status=st.update,
+                             device=profile_.name if profile_ else None)
     if output:
         write_text_atomic(output, json.dumps(result, indent=2) + "\n", force=force)
     if json_out:
@@ -60,6 +71,8 @@ def _print(r: dict, output: Optional[Path]) -> None:
     table.add_column()
     table.add_row("measured on", f"{r['provenance']['measured']}, {s['threads']} threads, "
                   f"{r['provenance']['runtime']} {r['provenance']['runtime_version']}")
+    if lat.get("meaningful") is False:
+        table.add_row("latency", f"not meaningful: {lat.get('note', '')}")
     table.add_row("latency (ms)", f"p50 {lat['p50']:.3f}  mean {lat['mean']:.3f} ± {lat['std']:.3f}  "
                   f"min {lat['min']:.3f}  p90 {lat['p90']:.3f}  p99 {lat['p99']:.3f}  "
                   f"max {lat['max']:.3f}  (n={lat['count']}, warm-up {s['warmup']})")

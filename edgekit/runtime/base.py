@@ -16,6 +16,8 @@ class Runner(abc.ABC):
     """prepare(artifact) -> run(...) / evaluate(images) -> cleanup()."""
 
     name: str = "runner"
+    latency_meaningful: bool = True  # False where timings say nothing about a device (qemu)
+    latency_note: str = ""  # why, when they do not
 
     @abc.abstractmethod
     def prepare(self, artifact: Artifact, input_shape: list[int], preprocessing: dict,

@@ -29,12 +29,27 @@ class LocalRunner(Runner):
         self.workdir: Path | None = None
         self.job: dict[str, Any] = {}
 
+    # --- where files live and how the harness starts (the emulator runner overrides these)
+    def _new_workdir(self) -> Path:
+        return Path(tempfile.mkdtemp(prefix="edgekit-run-"))
+
+    def _inside(self, path: Path) -> str:
+        """``path`` as the harness process sees it."""
+        return str(path)
+
+    def _stage_model(self, path: Path) -> Path:
+        return Path(path).resolve()
+
+    def _argv(self, job_path: Path) -> list[str]:
+        return [sys.executable, str(harness_path()), str(job_path)]
+
     def prepare(self, artifact: Artifact, input_shape: list[int], preprocessing: dict,
                 nchw: bool = False) -> None:
-        self.workdir = Path(tempfile.mkdtemp(prefix="edgekit-run-"))
-        self.job = {"model": str(Path(artifact.path).resolve()), "format": artifact.format,
-                    "input_shape": [1, *input_shape[1:]], "preprocessing": preprocessing,
-                    "nchw": nchw, "out": str(self.workdir)}
+        self.workdir = self._new_workdir()
+        self.job = {"model": self._inside(self._stage_model(Path(artifact.path))),
+                    "format": artifact.format, "input_shape": [1, *input_shape[1:]],
+                    "preprocessing": preprocessing, "nchw": nchw,
+                    "out": self._inside(self.workdir)}
 
     def _call(self, **job: Any) -> dict[str, Any]:
         assert self.workdir is not None, "prepare() first"
@@ -42,8 +57,8 @@ class LocalRunner(Runner):
         job_path.write_text(json.dumps({**self.job, **job}))
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
         try:
-            proc = subprocess.run([sys.executable, str(harness_path()), str(job_path)],
-                                  capture_output=True, text=True, timeout=self.timeout_s, env=env)
+            proc = subprocess.run(self._argv(job_path), capture_output=True, text=True,
+                                  timeout=self.timeout_s, env=env)
         except subprocess.TimeoutExpired:
             raise EnvironmentProblem(f"the model run timed out after {self.timeout_s:.0f} s") from None
         if proc.returncode != 0:
@@ -58,7 +73,7 @@ class LocalRunner(Runner):
         assert self.workdir is not None, "prepare() first"
         inputs = self.workdir / "inputs.npy"
         np.save(inputs, np.ascontiguousarray(images, dtype=np.uint8))
-        self._call(warmup=0, runs=0, threads=threads, inputs=str(inputs))
+        self._call(warmup=0, runs=0, threads=threads, inputs=self._inside(inputs))
         return np.load(self.workdir / "outputs.npy")
 
     def cleanup(self) -> None:

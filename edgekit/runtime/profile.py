@@ -64,12 +64,18 @@ def input_spec(artifact: Artifact) -> tuple[list[int], bool]:
 def profile(artifact: Artifact, runner: Runner, *, data: str | None = None,
             reference: Artifact | None = None, threads: int | None = None, warmup: int = 10,
             runs: int = 100, limit: int | None = None, preprocessing: str | None = None,
-            status: Status = lambda msg: None) -> dict[str, Any]:
+            status: Status = lambda msg: None, device: str | None = None) -> dict[str, Any]:
     """Measure ``artifact`` on ``runner``; returns an ``edgekit.profile/1`` document."""
     if runs < 1 or warmup < 0:
         raise BadInput(f"--runs must be >= 1 and --warmup >= 0 (got {runs}, {warmup})")
     if threads is not None and threads < 1:
         raise BadInput(f"--threads must be >= 1 (got {threads})")
+    from ..registry import RUNNERS
+
+    formats = RUNNERS.get_entry(runner.name).caps.get("formats", [])
+    if artifact.format not in formats:
+        raise BadInput(f"the {runner.name} runner runs {', '.join(formats)} models, not "
+                       f"{artifact.format}")
     shape, nchw = input_spec(artifact)
     prep = resolve_preprocessing(artifact, preprocessing)
     if reference is not None:
@@ -87,7 +93,10 @@ def profile(artifact: Artifact, runner: Runner, *, data: str | None = None,
         if images is not None:
             status(f"evaluating {len(images)} images")
             scores = runner.evaluate(images, threads)
-    result = _document(artifact, runner, timing, threads, warmup, runs, shape, prep)
+    result = _document(artifact, runner, timing, threads, warmup, runs, shape, prep, device)
+    if scores is not None:  # per-image top-1, so `compare` can count agreement across runs
+        result["predictions"] = {"dataset": data, "subset": subset,
+                                 "top1": [int(i) for i in np.argmax(scores, axis=1)]}
     if scores is not None and labels is not None:
         if scores.shape[1] <= int(labels.max()):
             raise BadInput(f"{data}: labels go up to {int(labels.max())} but the model has "
@@ -97,10 +106,10 @@ def profile(artifact: Artifact, runner: Runner, *, data: str | None = None,
         log.info("%s has no labels: accuracy not measured", data)
     if reference is not None:
         status(f"running the reference {reference.path.name}")
-        with type(runner)() as ref_runner:
-            ref_runner.prepare(reference, shape, resolve_preprocessing(reference, preprocessing),
-                               ref_nchw)
-            ref_scores = ref_runner.evaluate(images, threads)
+        with runner:  # the same runner again: same device, same options
+            runner.prepare(reference, shape, resolve_preprocessing(reference, preprocessing),
+                           ref_nchw)
+            ref_scores = runner.evaluate(images, threads)
         result["fidelity"] = {**fidelity(scores, ref_scores), "reference": str(reference.path),
                               "reference_sha256": reference.sha256}
         if labels is not None:
@@ -128,19 +137,22 @@ def _load_images(data: str, limit: int | None, shape: list[int], status: Status)
 
 
 def _document(artifact: Artifact, runner: Runner, timing: dict, threads: int | None,
-              warmup: int, runs: int, shape: list[int], prep: dict) -> dict[str, Any]:
+              warmup: int, runs: int, shape: list[int], prep: dict,
+              device: str | None = None) -> dict[str, Any]:
     return {
         "schema": PROFILE_SCHEMA,
         "model": {"path": str(artifact.path), "sha256": artifact.sha256,
                   "format": artifact.format, "precision": artifact.precision,
                   "size_bytes": artifact.meta.get("size_bytes") or Path(artifact.path).stat().st_size,
                   "input_shape": shape, "preprocessing": prep},
-        "device": {"name": "host" if runner.name == "local" else runner.name,
+        "device": {"name": device or ("host" if runner.name == "local" else runner.name),
                    "cpu": timing["cpu"], "cores": timing["cores"], "machine": timing["machine"],
                    "system": timing["system"]},
-        "settings": {"runner": runner.name, "threads": timing["threads"],
+        "settings": {**runner.describe(), "threads": timing["threads"],
                      "warmup": warmup, "runs": runs, "batch": 1},
-        "latency_ms": latency_stats(timing["latency_ms"]),
+        "latency_ms": latency_stats(timing["latency_ms"]) | (
+            {} if runner.latency_meaningful else
+            {"meaningful": False, "note": runner.latency_note}),
         "init_ms": timing["init_ms"],
         "memory": {"peak_rss_mb": timing["peak_rss_timing_mb"],
                    "model_rss_mb": timing["rss_loaded_mb"] - timing["rss_start_mb"],

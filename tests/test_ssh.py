@@ -1,0 +1,122 @@
+"""The SSH runner against a real OpenSSH server on loopback (skipped when openssh-server is
+not installed): profile and accuracy match the local runner, the device folder is always
+removed, a connection dropped mid-run and an unreachable host are clear errors (exit 3), and
+hosts that look like options never reach ssh."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+import sshd_server
+from conftest import run_cli
+
+pytestmark = pytest.mark.skipif(sshd_server.SSHD is None,
+                                reason="openssh-server is not installed (apt-get install "
+                                       "openssh-server)")
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    server = sshd_server.start(tmp_path_factory.mktemp("sshd"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def int8_model(trained_int8) -> Path:
+    return trained_int8
+
+
+def _device_folders() -> set[str]:
+    return {p.name for p in Path("/tmp").glob("edgekit.*")}
+
+
+def test_profile_over_ssh_matches_local(sshd, int8_model, tmp_path):
+    before = _device_folders()
+    common = ["--data", "fashion-mnist-sample:test", "--limit", "200", "--runs", "10",
+              "--threads", "1", "--json"]
+    remote = json.loads(run_cli("profile", int8_model, "--device", "raspberry-pi-4",
+                                *sshd.cli_args(), "--remote-python", sys.executable, *common,
+                                check=True).stdout)
+    local = json.loads(run_cli("profile", int8_model, *common, check=True).stdout)
+    assert remote["settings"]["runner"] == "ssh" and remote["settings"]["host"] == sshd.host
+    assert remote["device"]["name"] == "raspberry-pi-4"
+    assert remote["accuracy"]["n"] == 200
+    # same machine, same interpreter: the device-side harness gives the local answer exactly
+    assert remote["accuracy"]["top1"] == local["accuracy"]["top1"]
+    assert remote["latency_ms"]["count"] == 10 and remote["latency_ms"]["p50"] > 0
+    assert _device_folders() == before  # the private folder on the device was removed
+
+
+def test_fidelity_reference_runs_on_the_same_device(sshd, int8_model, trained_keras):
+    proc = run_cli("profile", int8_model, *sshd.cli_args(), "--remote-python", sys.executable,
+                   "--data", "fashion-mnist-sample:test", "--limit", "50", "--runs", "3",
+                   "--reference", trained_keras, "--json", check=True)
+    doc = json.loads(proc.stdout)
+    assert doc["fidelity"]["top1_agreement"] >= 80.0
+
+
+def test_connection_dropped_mid_run_is_an_error_without_a_result(sshd, int8_model):
+    from edgekit.artifacts import open_artifact
+    from edgekit.errors import EnvironmentProblem
+    from edgekit.runtime.ssh import SSHRunner
+
+    runner = SSHRunner(sshd.host, port=sshd.port, identity=sshd.identity, options=sshd.options,
+                       python=sys.executable)
+    art = open_artifact(int8_model)
+    outcome: dict = {}
+    with runner:
+        runner.prepare(art, [1, 32, 32, 3], art.preprocessing)
+        folder = runner.remote
+        timer = threading.Timer(3.0, sshd.drop_connections)  # the harness is running by then
+        timer.start()
+        try:
+            outcome["result"] = runner.run(0, 2_000_000, 1)  # far longer than 3 s
+        except EnvironmentProblem as e:
+            outcome["error"] = str(e)
+        finally:
+            timer.cancel()
+    assert "result" not in outcome
+    assert sshd.host in outcome["error"]
+    assert not Path(folder).exists()  # cleanup reconnected and removed it
+
+
+def test_unreachable_host_exits_3_with_one_line(sshd, int8_model, tmp_path):
+    closed = sshd_server._free_port()
+    proc = run_cli("profile", int8_model, "--host", sshd.host, "--port", str(closed),
+                   "--identity", sshd.identity, "--ssh-option", "ConnectTimeout=5",
+                   "--runs", "1")
+    assert proc.returncode == 3, proc.stderr
+    assert "cannot connect" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_host_that_looks_like_an_option_is_refused(int8_model, tmp_path):
+    marker = tmp_path / "pwned"
+    proc = run_cli("profile", int8_model, "--host", f"-oProxyCommand=touch {marker}",
+                   "--runs", "1")
+    assert proc.returncode == 2 and "not a host name" in proc.stderr
+    assert not marker.exists()
+    proc = run_cli("profile", int8_model, "--runner", "ssh", "--runs", "1")
+    assert proc.returncode == 2 and "--host" in proc.stderr
+
+
+def test_remote_words_are_quoted(sshd, tmp_path):
+    """A file name with shell metacharacters is one word on the device, not a command."""
+    from edgekit.runtime.ssh import SSHRunner
+
+    runner = SSHRunner(sshd.host, port=sshd.port, identity=sshd.identity, options=sshd.options)
+    name = "x;touch pwned;$(touch pwned2)"
+    try:
+        runner._connect()
+        runner.remote = str(tmp_path)
+        runner._put(b"data", name)
+        assert (tmp_path / name).read_bytes() == b"data"
+        assert not (Path.home() / "pwned").exists() and not (Path.home() / "pwned2").exists()
+        runner.remote = None
+    finally:
+        runner.close()
