@@ -146,7 +146,7 @@ def today() -> str:
 
 
 def write_profile(profile, fits: list[Fit], out: Path, *, command: str, date: str,
-                  cpu: str = "") -> None:
+                  cpu: str = "", runner: str = "local") -> None:
     """Write ``profile`` with ``fits`` as measured coefficients to ``out`` (YAML, atomic),
     keeping everything else of the file it was loaded from; validated before it replaces
     anything."""
@@ -161,7 +161,7 @@ def write_profile(profile, fits: list[Fit], out: Path, *, command: str, date: st
     for f in fits:
         src = f"calibrated-{f.precision}-{f.threads}t"
         sources[src] = {"kind": "measured", "date": date,
-                        "command": f"{command} (local runner{', ' + cpu if cpu else ''}; "
+                        "command": f"{command} ({runner} runner{', ' + cpu if cpu else ''}; "
                                    f"{f.n} models, NNLS on relative error)"}
         entry = cost.setdefault(f"tflite-xnnpack/{f.precision}", {})
         entry.setdefault("fitted", {})[str(f.threads)] = {

@@ -64,6 +64,8 @@ RUNNERS.add("local", "edgekit.runtime.local:LocalRunner",
             formats=["tflite", "onnx", "keras"], where="this machine")
 RUNNERS.add("ssh", "edgekit.runtime.ssh:SSHRunner",
             formats=["tflite", "onnx", "keras"], where="a Linux device over SSH (--host)")
+RUNNERS.add("adb", "edgekit.runtime.adb:ADBRunner", formats=["tflite"],
+            where="an Android device over adb (--serial), timed by TFLite's benchmark_model")
 RUNNERS.add("emulator", "edgekit.runtime.emulator:EmulatorRunner", formats=["tflite"],
             where="an Arm64 user-space under qemu (edgekit emulator setup); accuracy only")
 

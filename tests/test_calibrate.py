@@ -51,7 +51,10 @@ def test_scale_measure_uses_the_calibration_and_times_candidates(calibrated, tmp
                    "fp32", "--latency-ms", "2", "--classes", "10", "--measure", "--top", "2",
                    "--json", env=env)
     doc = json.loads(proc.stdout) if proc.stdout else {}
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    # exit 1 is the documented outcome when every measured candidate misses the budget: the
+    # 4-model smoke calibration predicts roughly, and candidates sit at the budget's edge
+    assert proc.returncode == 0 or (proc.returncode == 1 and "when measured" in proc.stderr), \
+        proc.stderr[-2000:]
     assert doc["latency_model"]["provenance"] == "measured"
     from edgekit.runtime.harness import llc_bytes
     assert doc["latency_model"]["llc_bytes"] == (llc_bytes() or None)

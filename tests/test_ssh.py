@@ -120,3 +120,25 @@ def test_remote_words_are_quoted(sshd, tmp_path):
         runner.remote = None
     finally:
         runner.close()
+
+
+def test_calibrate_a_device_over_ssh(sshd, tmp_path):
+    """The same calibration as --device host, driven through the SSH runner; the user
+    override of the device profile records the runner in its provenance."""
+    import yaml
+
+    home = tmp_path / "home"
+    proc = run_cli("calibrate", "--device", "raspberry-pi-4", *sshd.cli_args(),
+                   "--remote-python", sys.executable, "--suite", "tiny", "--precision", "fp32",
+                   "--json", env={"EDGEKIT_HOME": str(home)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = yaml.safe_load((home / "devices" / "raspberry-pi-4.yaml").read_text())
+    fitted = data["cost_model"]["tflite-xnnpack/fp32"]["fitted"]["1"]
+    src = data["sources"][fitted["provenance"]]
+    assert src["kind"] == "measured" and "(ssh runner" in src["command"]
+    assert json.loads(proc.stdout)["fits"][0]["measurements"] == 4
+
+
+def test_calibrate_refuses_a_remote_device_without_a_host(tmp_path):
+    proc = run_cli("calibrate", "--device", "raspberry-pi-4", env={"EDGEKIT_HOME": str(tmp_path)})
+    assert proc.returncode == 2 and "--host" in proc.stderr

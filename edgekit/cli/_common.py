@@ -96,20 +96,31 @@ HOST_OPT = typer.Option(None, "--host", help="user@host of a Linux device reacha
 PORT_OPT = typer.Option(None, "--port", help="SSH port of --host (default: from ssh config, 22).")
 IDENTITY_OPT = typer.Option(None, "--identity", help="SSH private key for --host.")
 SSH_OPTION_OPT = typer.Option([], "--ssh-option", help="Extra ssh -o Key=Value (repeatable).")
+SERIAL_OPT = typer.Option(None, "--serial", help="adb serial of an Android device (implies "
+                          "--runner adb; default: the only device adb sees).")
+BENCHMARK_BINARY_OPT = typer.Option(None, "--benchmark-binary", help="TFLite benchmark_model "
+                                    "for the phone (android_aarch64) to push; default: "
+                                    "/data/local/tmp/benchmark_model or one on the PATH.")
 REMOTE_PYTHON_OPT = typer.Option("python3", "--remote-python", help="Python on the device "
                                  "(needs numpy and ai-edge-litert, tflite-runtime or onnxruntime).")
 
 
 def make_runner(runner: Optional[str], host: Optional[str], port: Optional[int],
                 identity: Optional[Path], ssh_options: list[str], remote_python: str,
-                device=None):
-    """The Runner the options name: --runner, else ssh when --host is given, else the one
-    the device profile names (``runner:``), else local."""
+                device=None, serial: Optional[str] = None,
+                benchmark_binary: Optional[Path] = None, accelerator: str = "cpu"):
+    """The Runner the options name: --runner, else ssh when --host is given, adb when
+    --serial is, else the one the device profile names (``runner:``), else local."""
     from ..errors import BadInput
     from ..registry import RUNNERS
 
-    name = runner or ("ssh" if host else (device.runner if device and device.runner
-                                          else "local"))
+    if host and (serial or benchmark_binary):
+        raise BadInput("--host (ssh) and --serial/--benchmark-binary (adb) exclude each other")
+    name = runner or ("ssh" if host else "adb" if serial or benchmark_binary else (
+        device.runner if device and device.runner else "local"))
+    if runner is None and name not in RUNNERS:
+        raise BadInput(f"device '{device.name}' needs the {name} runner, which this edgekit "
+                       f"does not have yet (runners: {', '.join(sorted(RUNNERS))})")
     cls = RUNNERS.resolve(name)
     if name == "ssh":
         if not host:
@@ -119,4 +130,11 @@ def make_runner(runner: Optional[str], host: Optional[str], port: Optional[int],
                    python=remote_python)
     if host or port or identity or ssh_options:
         raise BadInput(f"--host/--port/--identity/--ssh-option need the ssh runner, not {name}")
+    if name == "adb":
+        return cls(serial, benchmark_binary=benchmark_binary, device=device,
+                   accelerator=accelerator)
+    if serial or benchmark_binary:
+        raise BadInput(f"--serial/--benchmark-binary need the adb runner, not {name}")
+    if accelerator != "cpu":
+        raise BadInput(f"--accelerator {accelerator}: the {name} runner runs on the CPU")
     return cls()

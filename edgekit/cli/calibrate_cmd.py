@@ -9,12 +9,13 @@ from typing import Optional
 
 import typer
 
-from ._common import JSON_OPT, console, emit_json, progress_bar
+from ._common import (HOST_OPT, IDENTITY_OPT, JSON_OPT, PORT_OPT, REMOTE_PYTHON_OPT, RUNNER_OPT,
+                      SSH_OPTION_OPT, console, emit_json, make_runner, progress_bar)
 
 
 def calibrate(
     device: str = typer.Option("host", "--device", "-d", help="Device to calibrate (host = "
-                               "this machine, through the local runner)."),
+                               "this machine; a Linux device with --host user@host)."),
     precision: list[str] = typer.Option(["fp32", "int8"], "--precision", "-p",
                                         help="Precision to calibrate (repeatable)."),
     threads: int = typer.Option(1, help="CPU threads the coefficients are fitted for."),
@@ -22,8 +23,12 @@ def calibrate(
                               "cores), quick (21) or "
                               "tiny (4, a smoke test: too few for a good fit)."),
     jobs: int = typer.Option(2, help="Parallel conversions (timing always runs alone)."),
-    runner_name: str = typer.Option("local", "--runner", help="Runner that times the models "
-                                    "(registered runners: local)."),
+    runner_name: Optional[str] = RUNNER_OPT,
+    host: Optional[str] = HOST_OPT,
+    port: Optional[int] = PORT_OPT,
+    identity: Optional[Path] = IDENTITY_OPT,
+    ssh_option: list[str] = SSH_OPTION_OPT,
+    remote_python: str = REMOTE_PYTHON_OPT,
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the profile here "
                                           "instead of the user override folder."),
     json_out: bool = JSON_OPT,
@@ -34,7 +39,6 @@ def calibrate(
     from ..calibrate import SUITES, calibrate as run_calibration, suite_specs, today, write_profile
     from ..devices import load_device, user_dir
     from ..errors import BadInput
-    from ..registry import RUNNERS
 
     if suite not in SUITES:
         raise BadInput(f"unknown suite '{suite}' (known: {', '.join(SUITES)})")
@@ -43,25 +47,29 @@ def calibrate(
     for p in precision:
         if p not in ("fp32", "fp16", "int8", "dynamic"):
             raise BadInput(f"cannot calibrate precision '{p}' (fp32, fp16, int8 or dynamic)")
-    entry = RUNNERS.get_entry(runner_name)
     profile = load_device(device)
-    if profile.kind != "host" or entry.name != "local":
-        raise BadInput(f"calibrating '{device}' needs a runner on that device; the SSH, adb and "
-                       "emulator runners are not there yet, so only --device host works today")
     if "tflite-xnnpack" not in profile.runtimes:
         raise BadInput(f"device '{device}' offers no tflite-xnnpack runtime to calibrate")
-    runner = RUNNERS.resolve(entry.name)()
+    if "emulator" in (runner_name, profile.runner):
+        raise BadInput("the emulator's timings are not a device's (qemu is 90-330x slower): "
+                       "nothing to calibrate")
+    runner = make_runner(runner_name, host, port, identity, ssh_option, remote_python, profile)
+    if runner.name == "local" and profile.kind != "host":
+        raise BadInput(f"'{device}' is not this machine: reach it with --host user@host "
+                       "(ssh) to calibrate it")
     n = len(suite_specs(suite))
     with progress_bar(f"calibrating {device}", json_out) as update:
         def step(p: str, done: int, total: int) -> None:
             i = precision.index(p)
             update(i * total + done, total * len(precision))
-        fits = run_calibration(runner, list(precision), threads, suite, jobs=jobs,
-                               progress=step)
+        with runner:
+            fits = run_calibration(runner, list(precision), threads, suite, jobs=jobs,
+                                   progress=step)
     command = "edgekit " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     out = output or user_dir() / f"{profile.name}.yaml"
     cpu = fits[0].rows[0].get("cpu", "") if fits and fits[0].rows else ""
-    write_profile(profile, fits, out, command=command, date=today(), cpu=cpu)
+    write_profile(profile, fits, out, command=command, date=today(), cpu=cpu,
+                  runner=runner.name)
     doc = {"schema": "edgekit.calibrate/1", "device": profile.name, "written": str(out),
            "suite": suite, "measurements_per_precision": n, "threads": threads,
            "fits": [{"precision": f.precision, "measurements": f.n,

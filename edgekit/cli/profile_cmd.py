@@ -7,9 +7,9 @@ from typing import Optional
 
 import typer
 
-from ._common import (FORCE_OPT, HOST_OPT, IDENTITY_OPT, JSON_OPT, PORT_OPT, PREP_OPT,
-                      REMOTE_PYTHON_OPT, RUNNER_OPT, SSH_OPTION_OPT, console, emit_json,
-                      fmt_bytes, make_runner)
+from ._common import (BENCHMARK_BINARY_OPT, FORCE_OPT, HOST_OPT, IDENTITY_OPT, JSON_OPT,
+                      PORT_OPT, PREP_OPT, REMOTE_PYTHON_OPT, RUNNER_OPT, SERIAL_OPT,
+                      SSH_OPTION_OPT, console, emit_json, fmt_bytes, make_runner)
 
 
 def profile(
@@ -26,6 +26,10 @@ def profile(
     identity: Optional[Path] = IDENTITY_OPT,
     ssh_option: list[str] = SSH_OPTION_OPT,
     remote_python: str = REMOTE_PYTHON_OPT,
+    serial: Optional[str] = SERIAL_OPT,
+    benchmark_binary: Optional[Path] = BENCHMARK_BINARY_OPT,
+    accelerator: str = typer.Option("cpu", help="cpu, or gpu for the GPU delegate (adb "
+                                    "runner)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all cores)."),
     runs: int = typer.Option(100, "--runs", help="Timed runs (batch 1)."),
     warmup: int = typer.Option(10, "--warmup", help="Untimed warm-up runs."),
@@ -43,7 +47,11 @@ def profile(
     from ..runtime.profile import profile as run_profile
 
     profile_ = load_device(device) if device else None  # unknown: lists the known (exit 2)
-    the_runner = make_runner(runner, host, port, identity, ssh_option, remote_python, profile_)
+    if accelerator not in ("cpu", "gpu"):
+        from ..errors import BadInput
+        raise BadInput(f"--accelerator must be cpu or gpu (got {accelerator})")
+    the_runner = make_runner(runner, host, port, identity, ssh_option, remote_python, profile_,
+                             serial, benchmark_binary, accelerator)
     if output:
         check_output(output, force)
     art = open_artifact(model)
@@ -73,9 +81,9 @@ def _print(r: dict, output: Optional[Path]) -> None:
                   f"{r['provenance']['runtime']} {r['provenance']['runtime_version']}")
     if lat.get("meaningful") is False:
         table.add_row("latency", f"not meaningful: {lat.get('note', '')}")
-    table.add_row("latency (ms)", f"p50 {lat['p50']:.3f}  mean {lat['mean']:.3f} ± {lat['std']:.3f}  "
-                  f"min {lat['min']:.3f}  p90 {lat['p90']:.3f}  p99 {lat['p99']:.3f}  "
-                  f"max {lat['max']:.3f}  (n={lat['count']}, warm-up {s['warmup']})")
+    shown = "  ".join(f"{k} {lat[k]:.3f}" for k in ("p50", "mean", "std", "min", "p5", "p90",
+                                                     "p95", "p99", "max") if k in lat)
+    table.add_row("latency (ms)", f"{shown}  (n={lat['count']}, warm-up {s['warmup']})")
     table.add_row("init (ms)", f"{r['init_ms']:.1f}")
     table.add_row("memory", f"peak RSS {r['memory']['peak_rss_mb']:.1f} MB, model load "
                   f"+{r['memory']['model_rss_mb']:.1f} MB")

@@ -7,7 +7,8 @@ from typing import Optional
 
 import typer
 
-from ._common import FORCE_OPT, JSON_OPT, console, emit_json, fmt_count, progress_bar
+from ._common import (FORCE_OPT, HOST_OPT, IDENTITY_OPT, JSON_OPT, PORT_OPT, REMOTE_PYTHON_OPT,
+                      SSH_OPTION_OPT, console, emit_json, fmt_count, make_runner, progress_bar)
 
 _GPU_RUNTIMES = ("tflite-gpu", "tensorrt", "onnxruntime-cuda")
 _CPU_RUNTIMES = ("tflite-xnnpack", "onnxruntime-cpu")
@@ -32,6 +33,11 @@ def scale(
     top: int = typer.Option(10, help="Candidates to show (and to measure with --measure)."),
     measure: bool = typer.Option(False, "--measure", help="Build, convert and time the top "
                                  "candidates on the device's runner; re-rank by measured latency."),
+    host: Optional[str] = HOST_OPT,
+    port: Optional[int] = PORT_OPT,
+    identity: Optional[Path] = IDENTITY_OPT,
+    ssh_option: list[str] = SSH_OPTION_OPT,
+    remote_python: str = REMOTE_PYTHON_OPT,
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the chosen model "
                                           "here (.keras, random weights unless --from)."),
     from_model: Optional[Path] = typer.Option(None, "--from", help="Inherit weights from this "
@@ -87,7 +93,8 @@ def scale(
                          hint="relax a budget or try another --family / --precision")
     chosen = fitting[:top]
     if measure:
-        chosen = _measure(profile, chosen, model, n_threads, json_out)
+        runner = make_runner(None, host, port, identity, ssh_option, remote_python, profile)
+        chosen = _measure(runner, chosen, model, n_threads, json_out)
         doc["measured"] = [dict(c.as_dict(), measured_ms=m) for c, m in chosen]
         within = [c for c, m in chosen if m <= budget.latency_ms]
         if not within:
@@ -152,19 +159,16 @@ def _open_from(path: Optional[Path]):
     return art
 
 
-def _measure(profile, chosen, model, threads: int, quiet: bool):
+def _measure(runner, chosen, model, threads: int, quiet: bool):
     from ..errors import BadInput
     from ..latency_bench import measure_specs
-    from ..registry import RUNNERS
 
-    if profile.kind != "host":
-        raise BadInput(f"--measure on '{profile.name}' needs a runner for that device (SSH/adb "
-                       "runners come with `profile --host/--serial`); --measure works on "
-                       "--device host today")
+    if not runner.latency_meaningful:
+        raise BadInput(f"--measure needs device timings; the {runner.name} runner's are not "
+                       f"({runner.latency_note})")
     if model.runtime != "tflite-xnnpack":
         raise BadInput(f"--measure times TFLite models; runtime {model.runtime} is not measured yet")
-    runner = RUNNERS.resolve("local")()
-    with progress_bar(f"measuring {len(chosen)} candidates", quiet) as update:
+    with progress_bar(f"measuring {len(chosen)} candidates", quiet) as update, runner:
         rows = measure_specs([c.spec for c in chosen], model.precision, runner, threads,
                              update, jobs=2)
     return [(c, r["median_ms"]) for c, r in zip(chosen, rows)]

@@ -150,14 +150,16 @@ def _document(artifact: Artifact, runner: Runner, timing: dict, threads: int | N
                    "system": timing["system"]},
         "settings": {**runner.describe(), "threads": timing["threads"],
                      "warmup": warmup, "runs": runs, "batch": 1},
-        "latency_ms": latency_stats(timing["latency_ms"]) | (
+        "latency_ms": (timing.get("latency_summary")  # a tool that prints statistics only
+                       or latency_stats(timing["latency_ms"])) | (
             {} if runner.latency_meaningful else
             {"meaningful": False, "note": runner.latency_note}),
         "init_ms": timing["init_ms"],
         "memory": {"peak_rss_mb": timing["peak_rss_timing_mb"],
                    "model_rss_mb": timing["rss_loaded_mb"] - timing["rss_start_mb"],
-                   "note": "peak RSS of the harness process while timing; model_rss_mb is the "
-                           "RSS growth from loading the model"},
+                   "note": timing.get("memory_note") or
+                   "peak RSS of the harness process while timing; model_rss_mb is the RSS "
+                   "growth from loading the model"},
         "accuracy": None, "fidelity": None,
         "provenance": {"measured": f"{runner.name} runner on {timing['cpu']}",
                        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
