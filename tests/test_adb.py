@@ -133,3 +133,24 @@ def test_missing_benchmark_model_and_adb_are_clear_errors(standin, trained_int8,
     assert proc.returncode in (2, 3) and "Traceback" not in proc.stderr
     proc = run_cli("profile", trained_int8, "--serial", "a;reboot", "--runs", "1", env=env)
     assert proc.returncode == 2 and "serial" in proc.stderr
+
+
+def test_trtexec_summary_parsing():
+    """TensorRT's summary (the Jetson path of the SSH runner): Latency becomes the latency,
+    GPU Compute Time is kept; older TensorRT prints only the 99th percentile."""
+    from edgekit.errors import EnvironmentProblem
+    from edgekit.runtime import trtexec
+
+    r = trtexec.parse((DATA.parent / "trtexec_orin.txt").read_text(), 100)
+    assert r["latency_summary"] == {"count": 100, "min": 2.41016, "max": 2.98828,
+                                    "mean": 2.47695, "p50": 2.46289, "p90": 2.50781,
+                                    "p95": 2.53906, "p99": 2.93164}
+    assert r["gpu_compute_ms"]["p50"] == 2.40625 and r["throughput_qps"] == 402.117
+    assert r["runtime_version"] == "8.6.2"
+    old = ("[I] Latency: min = 9.5 ms, max = 51.4 ms, mean = 16.6 ms, median = 11.6 ms, "
+           "percentile(99%) = 47.6 ms\n")
+    assert trtexec.parse(old, 10)["latency_summary"]["p99"] == 47.6
+    with pytest.raises(EnvironmentProblem, match="no performance summary"):
+        trtexec.parse("[E] Error[4]: could not parse the model\n", 10)
+    argv = trtexec.command("trtexec", "/m.onnx", runs=50, warmup_ms=200, precision="fp16")
+    assert "--fp16" in argv and "--iterations=50" in argv

@@ -142,3 +142,35 @@ def test_calibrate_a_device_over_ssh(sshd, tmp_path):
 def test_calibrate_refuses_a_remote_device_without_a_host(tmp_path):
     proc = run_cli("calibrate", "--device", "raspberry-pi-4", env={"EDGEKIT_HOME": str(tmp_path)})
     assert proc.returncode == 2 and "--host" in proc.stderr
+
+
+def test_tensorrt_engine_runs_trtexec_on_the_device(sshd, workdir, trained_keras, tmp_path):
+    """`--engine tensorrt` over real SSH; trtexec itself is a stand-in printing TensorRT's
+    summary format (tests/data/trtexec_orin.txt: no Jetson here), the device facts and the
+    accuracy come from the harness with onnxruntime."""
+    import tensorflow as tf
+    import tf2onnx
+    import keras
+
+    onnx_path = workdir / "ssh_trt.onnx"
+    if not onnx_path.exists():
+        model = keras.saving.load_model(trained_keras)
+        tf2onnx.convert.from_keras(model, input_signature=(tf.TensorSpec(
+            (None, 32, 32, 3), tf.float32, name="input"),), opset=17, output_path=str(onnx_path))
+    fixture = Path(__file__).parent / "data" / "trtexec_orin.txt"
+    standin = tmp_path / "trtexec"
+    standin.write_text(f'#!/bin/sh\necho "$@" > {tmp_path / "args"}\ncat {fixture}\n')
+    standin.chmod(0o755)
+    proc = run_cli("profile", onnx_path, "--device", "jetson-orin-nano", *sshd.cli_args(),
+                   "--remote-python", sys.executable, "--engine", "tensorrt", "--trtexec",
+                   standin, "--runs", "100", "--preprocessing", "tf", "--data",
+                   "fashion-mnist-sample:test", "--limit", "50", "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    doc = json.loads(proc.stdout)
+    assert doc["latency_ms"]["p50"] == pytest.approx(2.46289)  # trtexec's Latency median
+    assert doc["latency_ms"]["p99"] == pytest.approx(2.93164)
+    assert doc["provenance"]["runtime"] == "tensorrt (trtexec)"
+    assert doc["settings"]["engine"] == "tensorrt" and doc["accuracy"]["n"] == 50
+    args = (tmp_path / "args").read_text().split()
+    assert "--iterations=100" in args and "--avgRuns=1" in args
+    assert args[0].startswith("--onnx=") and args[0].endswith("/model.onnx")

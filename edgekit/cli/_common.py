@@ -108,7 +108,8 @@ REMOTE_PYTHON_OPT = typer.Option("python3", "--remote-python", help="Python on t
 def make_runner(runner: Optional[str], host: Optional[str], port: Optional[int],
                 identity: Optional[Path], ssh_options: list[str], remote_python: str,
                 device=None, serial: Optional[str] = None,
-                benchmark_binary: Optional[Path] = None, accelerator: str = "cpu"):
+                benchmark_binary: Optional[Path] = None, accelerator: str = "cpu",
+                engine: str = "harness", trtexec: Optional[str] = None):
     """The Runner the options name: --runner, else ssh when --host is given, adb when
     --serial is, else the one the device profile names (``runner:``), else local."""
     from ..errors import BadInput
@@ -127,7 +128,10 @@ def make_runner(runner: Optional[str], host: Optional[str], port: Optional[int],
             where = f"device '{device.name}' is reached over SSH" if device else "--runner ssh"
             raise BadInput(f"{where}: pass --host user@host")
         return cls(host, port=port, identity=identity, options=ssh_options,
-                   python=remote_python)
+                   python=remote_python, engine=engine, trtexec=trtexec)
+    if engine != "harness" or trtexec:
+        raise BadInput(f"--engine tensorrt / --trtexec run on a Jetson over SSH (--host), not "
+                       f"with the {name} runner")
     if host or port or identity or ssh_options:
         raise BadInput(f"--host/--port/--identity/--ssh-option need the ssh runner, not {name}")
     if name == "adb":

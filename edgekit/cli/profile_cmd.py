@@ -30,6 +30,10 @@ def profile(
     benchmark_binary: Optional[Path] = BENCHMARK_BINARY_OPT,
     accelerator: str = typer.Option("cpu", help="cpu, or gpu for the GPU delegate (adb "
                                     "runner)."),
+    engine: str = typer.Option("harness", help="What times the model: harness (the device's "
+                               "interpreter) or tensorrt (trtexec on a Jetson, .onnx, --host)."),
+    trtexec: Optional[str] = typer.Option(None, help="Path of trtexec on the device (default: "
+                                          "PATH, then /usr/src/tensorrt/bin/trtexec)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all cores)."),
     runs: int = typer.Option(100, "--runs", help="Timed runs (batch 1)."),
     warmup: int = typer.Option(10, "--warmup", help="Untimed warm-up runs."),
@@ -51,7 +55,7 @@ def profile(
         from ..errors import BadInput
         raise BadInput(f"--accelerator must be cpu or gpu (got {accelerator})")
     the_runner = make_runner(runner, host, port, identity, ssh_option, remote_python, profile_,
-                             serial, benchmark_binary, accelerator)
+                             serial, benchmark_binary, accelerator, engine, trtexec)
     if output:
         check_output(output, force)
     art = open_artifact(model)

@@ -50,8 +50,12 @@ class SSHRunner(Runner):
 
     def __init__(self, host: str, *, port: int | None = None, identity: Path | None = None,
                  options: Sequence[str] = (), python: str = "python3",
-                 timeout_s: float = 3600.0, connect_timeout_s: float = 10.0):
+                 timeout_s: float = 3600.0, connect_timeout_s: float = 10.0,
+                 engine: str = "harness", trtexec: str | None = None):
         self.host = check_host(host)
+        if engine not in ("harness", "tensorrt"):
+            raise BadInput(f"--engine {engine!r}: harness or tensorrt")
+        self.engine, self.trtexec = engine, trtexec
         if port is not None and not 0 < port < 65536:
             raise BadInput(f"--port {port} is not a TCP port")
         for o in options:
@@ -144,7 +148,7 @@ class SSHRunner(Runner):
         suffix = {"tflite": ".tflite", "onnx": ".onnx", "keras": ".keras"}[artifact.format]
         model = self._put(Path(artifact.path).read_bytes(), "model" + suffix)
         self._put(harness_path().read_bytes(), "harness.py")
-        self.job = {"model": model, "format": artifact.format,
+        self.job = {"model": model, "format": artifact.format, "precision": artifact.precision,
                     "input_shape": [1, *input_shape[1:]], "preprocessing": preprocessing,
                     "nchw": nchw, "out": self.remote}
 
@@ -158,7 +162,40 @@ class SSHRunner(Runner):
         return json.loads(self._get("result.json"))
 
     def run(self, n_warmup: int, n_runs: int, threads: int | None) -> dict[str, Any]:
+        if self.engine == "tensorrt":
+            return self._trtexec(n_warmup, n_runs)
         return self._call(warmup=n_warmup, runs=n_runs, threads=threads, inputs=None)
+
+    def _trtexec(self, n_warmup: int, n_runs: int) -> dict[str, Any]:
+        """Time with TensorRT's trtexec (Jetson); the facts of the device from the harness."""
+        from . import trtexec
+
+        if self.job.get("format") != "onnx":
+            raise BadInput("--engine tensorrt times .onnx models (trtexec --onnx)")
+        candidates = [self.trtexec] if self.trtexec else list(trtexec.CANDIDATES)
+        found = self._ssh(["sh", "-c", 'for t in "$@"; do command -v "$t" && break; done; true',
+                           "sh", *candidates],
+                          timeout_s=30, what="looking for trtexec").decode().split()
+        if not found:
+            raise EnvironmentProblem(f"{self.host}: trtexec is not installed",
+                                     hint="JetPack puts it in /usr/src/tensorrt/bin")
+        argv = trtexec.command(found[0], self.job["model"], runs=n_runs,
+                               warmup_ms=max(200, 20 * n_warmup),
+                               precision=self.job.get("precision"))
+        out = self._ssh(argv, what="trtexec").decode(errors="replace")
+        parsed = trtexec.parse(out, n_runs)
+        try:  # the harness knows the device's facts (needs onnxruntime there)
+            facts = self._call(warmup=0, runs=0, threads=None, inputs=None)
+        except EnvironmentProblem:
+            machine = self._ssh(["uname", "-m"], timeout_s=30, what="uname").decode().strip()
+            facts = {"cpu": machine, "cores": None, "machine": machine, "system": "Linux",
+                     "threads": None, "init_ms": float("nan"), "rss_start_mb": 0.0,
+                     "rss_loaded_mb": 0.0, "peak_rss_timing_mb": None, "python": None,
+                     "numpy": None}
+        return {**facts, **parsed, "latency_ms": None, "runtime": "tensorrt (trtexec)",
+                "runtime_version": parsed.get("runtime_version", "unknown"),
+                "command": " ".join(argv), "memory_note":
+                "memory of the harness process (trtexec does not report it)"}
 
     def evaluate(self, images: np.ndarray, threads: int | None) -> np.ndarray:
         buf = io.BytesIO()
@@ -191,7 +228,8 @@ class SSHRunner(Runner):
         self.close()
 
     def describe(self) -> dict[str, Any]:
-        return {"runner": self.name, "host": self.host, "port": self.port}
+        return {"runner": self.name, "host": self.host, "port": self.port,
+                **({"engine": self.engine} if self.engine != "harness" else {})}
 
 
 _SSH_LINES = ("ssh:", "connection", "client_loop", "received disconnect", "permission denied",
