@@ -87,3 +87,16 @@ def test_ci_gate_on_the_emulator(runs):
     assert rows["run agreement"]["new"] == 100.0 and rows["latency p50"]["status"] == "skipped"
     worse = run_cli("compare", runs["emulated"], runs["emulated-bad"], "--json")
     assert worse.returncode == 1 and "top-1" in json.loads(worse.stdout)["regressions"]
+
+
+def test_missing_qemu_or_root_are_clear_errors(monkeypatch):
+    """Simulated faults (this machine has both): no qemu-aarch64-static, not root."""
+    from edgekit.errors import EnvironmentProblem
+
+    monkeypatch.setattr(emulator.shutil, "which", lambda name: None)
+    with pytest.raises(EnvironmentProblem, match="qemu-user-static"):
+        emulator.check_can_run()
+    monkeypatch.setattr(emulator.shutil, "which", lambda name: "/usr/bin/" + name)
+    monkeypatch.setattr(emulator.os, "geteuid", lambda: 1000)
+    with pytest.raises(EnvironmentProblem, match="needs root"):
+        emulator.check_can_run()
