@@ -73,8 +73,8 @@ class SSHRunner(Runner):
     # --- transport -------------------------------------------------------------------------
     def _argv(self, words: Sequence[str], master: bool = False) -> list[str]:
         argv = self._options(master)
-        if master:  # authenticate, then go to the background holding the connection
-            return argv + ["-N", "-f", "-o", "ControlPersist=yes", "--", self.host]
+        if master:  # authenticate, go to the background; exits after 5 idle minutes if orphaned
+            return argv + ["-N", "-f", "-o", "ControlPersist=300", "--", self.host]
         return argv + ["--", self.host, " ".join(shlex.quote(w) for w in words)]
 
     def _options(self, master: bool = False) -> list[str]:
