@@ -77,7 +77,7 @@ def test_unknown_device_lists_known_ones(home):
     (["--latency-ms", "-1"], "must be positive"),
     (["--accelerator", "npu"], "cpu or gpu"),
     (["-o", "x.tflite"], ".keras"),
-    (["--measure"], "needs the adb runner"),
+    (["--measure"], "needs a runner"),
 ])
 def test_bad_input_is_one_line_exit_2(home, args, msg):
     proc = run_cli("scale", "--device", "pixel7", *args, env=home)

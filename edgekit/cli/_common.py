@@ -105,6 +105,13 @@ REMOTE_PYTHON_OPT = typer.Option("python3", "--remote-python", help="Python on t
                                  "(needs numpy and ai-edge-litert, tflite-runtime or onnxruntime).")
 
 
+def runner_name(runner: Optional[str], host: Optional[str], adb: object, device) -> str:
+    """--runner, else ssh when --host is given, adb when --serial/--benchmark-binary is, else
+    the one the device profile names (``runner:``), else local."""
+    return runner or ("ssh" if host else "adb" if adb else (
+        device.runner if device and device.runner else "local"))
+
+
 def make_runner(runner: Optional[str], host: Optional[str], port: Optional[int],
                 identity: Optional[Path], ssh_options: list[str], remote_python: str,
                 device=None, serial: Optional[str] = None,
@@ -117,8 +124,7 @@ def make_runner(runner: Optional[str], host: Optional[str], port: Optional[int],
 
     if host and (serial or benchmark_binary):
         raise BadInput("--host (ssh) and --serial/--benchmark-binary (adb) exclude each other")
-    name = runner or ("ssh" if host else "adb" if serial or benchmark_binary else (
-        device.runner if device and device.runner else "local"))
+    name = runner_name(runner, host, serial or benchmark_binary, device)
     if runner is None and name not in RUNNERS:
         raise BadInput(f"device '{device.name}' needs the {name} runner, which this edgekit "
                        f"does not have yet (runners: {', '.join(sorted(RUNNERS))})")

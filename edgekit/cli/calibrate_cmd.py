@@ -11,6 +11,7 @@ import typer
 
 from ._common import (HOST_OPT, IDENTITY_OPT, JSON_OPT, PORT_OPT, REMOTE_PYTHON_OPT, RUNNER_OPT,
                       SSH_OPTION_OPT, console, emit_json, make_runner, progress_bar)
+from ._common import runner_name as runner_name_of
 
 
 def calibrate(
@@ -53,6 +54,10 @@ def calibrate(
     if "emulator" in (runner_name, profile.runner):
         raise BadInput("the emulator's timings are not a device's (qemu is 90-330x slower): "
                        "nothing to calibrate")
+    if runner_name_of(runner_name, host, None, profile) == "adb":
+        raise BadInput(f"calibrating '{device}' needs a runner that times each model in rounds "
+                       "through the harness (local or ssh); the adb runner's benchmark_model "
+                       "is not used for calibration yet")
     runner = make_runner(runner_name, host, port, identity, ssh_option, remote_python, profile)
     if runner.name == "local" and profile.kind != "host":
         raise BadInput(f"'{device}' is not this machine: reach it with --host user@host "

@@ -8,7 +8,8 @@ from typing import Optional
 import typer
 
 from ._common import (FORCE_OPT, HOST_OPT, IDENTITY_OPT, JSON_OPT, PORT_OPT, REMOTE_PYTHON_OPT,
-                      SSH_OPTION_OPT, console, emit_json, fmt_count, make_runner, progress_bar)
+                      SSH_OPTION_OPT, console, emit_json, fmt_count, make_runner, progress_bar,
+                      runner_name)
 
 _GPU_RUNTIMES = ("tflite-gpu", "tensorrt", "onnxruntime-cuda")
 _CPU_RUNTIMES = ("tflite-xnnpack", "onnxruntime-cpu")
@@ -93,6 +94,10 @@ def scale(
                          hint="relax a budget or try another --family / --precision")
     chosen = fitting[:top]
     if measure:
+        if runner_name(None, host, None, profile) == "adb":
+            raise BadInput(f"--measure on '{profile.name}' needs a runner that times each model "
+                           "through the harness (local or ssh); the adb runner is not used for "
+                           "--measure yet")
         runner = make_runner(None, host, port, identity, ssh_option, remote_python, profile)
         chosen = _measure(runner, chosen, model, n_threads, json_out)
         doc["measured"] = [dict(c.as_dict(), measured_ms=m) for c, m in chosen]
