@@ -47,15 +47,8 @@ def adb(args):
     if cmd == "get-state":
         print("device")
         return 0
-    if cmd == "push":
-        src, dst = args[1], to_host(args[2])
-        if os.path.isdir(src):
-            shutil.copytree(src, dst, dirs_exist_ok=True)
-        else:
-            shutil.copy(src, dst)
-        return 0
-    if cmd == "pull":
-        src, dst = to_host(args[1]), args[2]
+    if cmd in ("push", "pull"):
+        src, dst = (args[1], to_host(args[2])) if cmd == "push" else (to_host(args[1]), args[2])
         if os.path.isdir(src):
             shutil.copytree(src, dst, dirs_exist_ok=True)
         else:

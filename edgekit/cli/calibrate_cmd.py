@@ -51,10 +51,11 @@ def calibrate(
     profile = load_device(device)
     if "tflite-xnnpack" not in profile.runtimes:
         raise BadInput(f"device '{device}' offers no tflite-xnnpack runtime to calibrate")
-    if "emulator" in (runner_name, profile.runner):
+    name = runner_name_of(runner_name, host, None, profile)
+    if name == "emulator":
         raise BadInput("the emulator's timings are not a device's (qemu is 90-330x slower): "
                        "nothing to calibrate")
-    if runner_name_of(runner_name, host, None, profile) == "adb":
+    if name == "adb":
         raise BadInput(f"calibrating '{device}' needs a runner that times each model in rounds "
                        "through the harness (local or ssh); the adb runner's benchmark_model "
                        "is not used for calibration yet")
