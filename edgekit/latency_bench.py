@@ -44,11 +44,17 @@ def convert_spec(spec: ArchSpec, precision: str, out: Path, seed: int = 0) -> Pa
 
 def time_tflite(path: Path, runner: Runner, input_shape: list[int], threads: int,
                 runs: int | None = None, warmup: int = 3) -> dict[str, Any]:
-    """Median batch-1 latency of a .tflite on ``runner``. Without ``runs``, a first short
-    timing sizes the run so that about TARGET_TIMING_S of inference is measured."""
+    """Median batch-1 latency of a .tflite on ``runner`` (see ``time_artifact``)."""
     artifact = Artifact(path=path, format="tflite", meta={})
+    return time_artifact(artifact, runner, [1, *input_shape], threads, runs=runs, warmup=warmup)
+
+
+def time_artifact(artifact: Artifact, runner: Runner, input_shape: list[int], threads: int | None,
+                  nchw: bool = False, runs: int | None = None, warmup: int = 3) -> dict[str, Any]:
+    """Median batch-1 latency of a model on ``runner``. Without ``runs``, a first short
+    timing sizes the run so that about TARGET_TIMING_S of inference is measured."""
     prep = {"mean": [127.5] * 3, "std": [127.5] * 3}
-    runner.prepare(artifact, [1, *input_shape], prep)
+    runner.prepare(artifact, input_shape, prep, nchw)
     try:
         if runs is None:
             probe = runner.run(warmup, 5, threads)["latency_ms"]
@@ -60,6 +66,7 @@ def time_tflite(path: Path, runner: Runner, input_shape: list[int], threads: int
         runner.cleanup()
     return {"median_ms": statistics.median(times), "runs": len(times),
             "cpu": result.get("cpu", ""), "runtime": result.get("runtime", ""),
+            "runtime_version": result.get("runtime_version", ""),
             "llc_bytes": result.get("llc_bytes"),
             "spread_pct": 100 * (np.percentile(times, 75) - np.percentile(times, 25))
             / statistics.median(times)}

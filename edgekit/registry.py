@@ -53,11 +53,19 @@ class Registry(dict):
 QUANTIZERS = Registry("quantization engine")
 QUANTIZERS.add("tflite", "edgekit.optimize.quantize:quantize_tflite",
                format="tflite", modes=["fp16", "dynamic", "int8", "int16x8"],
+               targets=["cpu", "gpu"], engines=["tflite"], suffix=".tflite",
                needs=["tensorflow"])
+QUANTIZERS.add("onnx", "edgekit.optimize.onnx_quant:quantize_onnx",
+               format="onnx", modes=["int8"], targets=["cpu", "tensorrt", "jetson"],
+               engines=["ort", "nncf"], suffix=".onnx",
+               needs=["tensorflow", "tf2onnx", "onnxruntime", "nncf"])
 
 EXPORTERS = Registry("export format")
 EXPORTERS.add("tflite", "edgekit.export.tflite:export_tflite", suffix=".tflite",
-              needs=["tensorflow"])
+              targets=["cpu", "gpu"], needs=["tensorflow"])
+EXPORTERS.add("onnx", "edgekit.export.onnx:export_onnx", suffix=".onnx",
+              targets=["cpu", "jetson", "tensorrt"],
+              needs=["tensorflow", "tf2onnx", "onnx", "onnxslim", "onnxruntime"])
 
 RUNNERS = Registry("runner")
 RUNNERS.add("local", "edgekit.runtime.local:LocalRunner",

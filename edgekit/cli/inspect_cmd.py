@@ -12,15 +12,22 @@ from ._common import JSON_OPT, console, emit_json, fmt_bytes, fmt_count
 def inspect(
     model: Path = typer.Argument(..., help="A .keras/.h5 file, SavedModel folder, .tflite or .onnx."),
     layers: bool = typer.Option(False, "--layers", help="Also list every layer with work."),
+    checks: list[str] = typer.Option(
+        [], "--check", help="Runtime compatibility check, op by op (repeatable): gpu (TFLite GPU "
+        "delegate), xnnpack (TFLite int8 on XNNPACK), tensorrt (ONNX for TensorRT)."),
     json_out: bool = JSON_OPT,
 ) -> None:
-    """Parameters, MACs, size, input/output spec, precision and op histogram of a model."""
+    """Parameters, MACs, size, input/output spec, precision and op histogram of a model, and
+    which ops a runtime would not run (--check)."""
     from ..analyze import analyze
     from ..artifacts import open_artifact
 
     art = open_artifact(model)
     with console.status(f"reading {model}"):
         info = analyze(art.path, art.format)
+        if checks:
+            from ..export.compat import check
+            info["checks"] = {c: check(art.path, art.format, c) for c in dict.fromkeys(checks)}
     doc = {"schema": "edgekit.inspect/1", "path": str(model), "sha256": art.sha256, **info,
            "sidecar": {k: art.meta[k] for k in ("preprocessing", "labels", "parent", "stage",
                                                  "precision") if k in art.meta} or None}
@@ -55,3 +62,28 @@ def inspect(
             lt.add_row(row["name"], row["kind"], fmt_count(row.get("macs")),
                        fmt_count(row.get("params")), str(row.get("output_shape")))
         console.print(lt)
+    for result in (info.get("checks") or {}).values():
+        print_check(result)
+
+
+def print_check(result: dict) -> None:
+    """One check's verdict: unsupported ops with reasons, the MAC share that leaves it."""
+    name = {"gpu": "TFLite GPU delegate", "xnnpack": "XNNPACK int8",
+            "tensorrt": "TensorRT"}[result["check"]]
+    bad = result["unsupported"]
+    share = result["unsupported_macs_share"]
+    verdict = (f"[green]all {result['ops_checked']} ops supported[/]" if not bad else
+               f"[yellow]{len(bad)} of {result['ops_checked']} ops unsupported[/] "
+               f"({100 * share:.1f}% of MACs)")
+    console.print(f"{name}: {verdict}")
+    for u in bad[:25]:
+        short = u["name"] if len(u["name"]) <= 60 else u["name"][:57] + "..."
+        console.print(f"  {u['op']} {short}: {u['reason']}", soft_wrap=True)
+    if len(bad) > 25:
+        console.print(f"  ... and {len(bad) - 25} more (--json lists all)")
+    if "cpu_macs_share" in result:
+        console.print(f"  estimated share of MACs left on the CPU: {100 * result['cpu_macs_share']:.1f}% "
+                      "(unsupported ops plus ops outside the one delegated partition)")
+    for note in result.get("notes", []):
+        console.print(f"  note: {note}", soft_wrap=True)
+    console.print(f"  rules from {result['source']}", style="dim")

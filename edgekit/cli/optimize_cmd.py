@@ -25,63 +25,148 @@ def _report(art, json_out: bool, what: str) -> None:
     if json_out:
         emit_json(doc)
         return
-    io = art.meta.get("input", {})
-    console.print(f"wrote {art.path} ({art.meta.get('precision')}, "
-                  f"{fmt_bytes(art.meta['size_bytes'])}, input {io.get('shape')} {io.get('dtype')})")
+    m = art.meta
+    io = m.get("input", {})
+    console.print(f"wrote {art.path} ({m.get('precision')}, {fmt_bytes(m['size_bytes'])}, "
+                  f"input {io.get('shape')} {io.get('dtype')})")
+    if m.get("check"):
+        console.print(f"  outputs match Keras on {m['check']['inputs']} inputs "
+                      f"(max |diff| {m['check']['max_abs_diff_vs_keras']:.2g})")
+    fid = m.get("fidelity_on_calibration")
+    if fid:
+        console.print(f"  agrees with the float model on {fid['top1_agreement']:.1f}% of "
+                      f"{fid['n']} calibration inputs (output SNR {fid['snr_db'] or 0:.1f} dB)")
+    acc = m.get("accuracy_aware")
+    if acc:
+        console.print(f"  top-1 on {acc['data']}: float {acc['float_top1']:.2f}%, "
+                      f"quantized {acc['top1']:.2f}% (drop {acc['drop']:.2f} pt, limit "
+                      f"{acc['max_drop']:.2f}); {len(acc['float_layers'])} layer(s) kept in float"
+                      + ("" if acc["met"] else " -- LIMIT NOT MET, best achievable written"))
+        cost = acc.get("latency_cost")
+        if cost:
+            console.print(f"  latency cost of the float layers: {cost['mixed_ms']:.2f} ms vs "
+                          f"{cost['int8_ms']:.2f} ms fully int8 ({cost['slowdown']:.2f}x, "
+                          f"measured on {cost['measured_on']})")
+    sc = m.get("speed_check")
+    if sc:
+        console.print(f"  {sc['candidate_ms']:.2f} ms vs {sc['baseline']} {sc['baseline_ms']:.2f} ms "
+                      f"({sc['speedup']:.2f}x, {sc['threads']} thread(s), {sc['runtime']}, "
+                      f"measured on {sc['measured_on']})")
+    for precision, cmd in (m.get("trtexec") or {}).items():
+        console.print(f"  TensorRT {precision} on the device: {cmd}", soft_wrap=True)
+    for issue in (m.get("compat") or {}).get("unsupported", [])[:10]:
+        console.print(f"  [yellow]GPU delegate:[/] {issue['op']} {issue['name']}: {issue['reason']}")
 
 
 def quantize(
     model: Path = typer.Argument(..., help="Float model: .keras, .h5 or a SavedModel folder."),
-    mode: str = typer.Option(..., "--mode", "-m", help="int8 | fp16 | dynamic | int16x8."),
-    fmt: str = typer.Option("tflite", "--format", help="Output format (tflite)."),
+    mode: str = typer.Option(..., "--mode", "-m",
+                             help="int8 | fp16 | dynamic | int16x8 (ONNX: int8)."),
+    fmt: str = typer.Option("tflite", "--format", help="Output format: tflite | onnx."),
+    target: str = typer.Option("cpu", "--target",
+                               help="Where it will run: cpu | gpu (TFLite GPU delegate) | "
+                                    "tensorrt (Jetson; ONNX). Picks the quantization scheme."),
+    engine: Optional[str] = typer.Option(None, "--engine",
+                                         help="Quantizer: tflite (TFLite); ort (default) or "
+                                              "nncf (ONNX, --target cpu)."),
     calib: Optional[str] = typer.Option(None, "--calib", help="Calibration data for int8/int16x8: "
                                         "folder, .npz, IDX file or fashion-mnist[-sample]:train."),
     calib_size: int = typer.Option(200, "--calib-size", help="Calibration samples (class-balanced)."),
-    io_type: str = typer.Option("int8", "--io", help="int8 model input/output type: int8 | uint8 | float."),
+    io_type: str = typer.Option("int8", "--io",
+                                help="TFLite int8 model input/output type: int8 | uint8 | float."),
+    opset: int = typer.Option(17, "--opset", help="ONNX opset (13-18)."),
+    data: Optional[str] = typer.Option(None, "--data",
+                                       help="Labelled validation data for --max-drop."),
+    max_drop: Optional[float] = typer.Option(
+        None, "--max-drop", help="Largest top-1 drop (percentage points) allowed on --data; "
+        "the most sensitive layers are kept in float until it holds."),
+    keep_float: list[str] = typer.Option([], "--keep-float",
+                                         help="Layer/node name to keep in float (repeatable)."),
+    speed_check: bool = typer.Option(True, "--speed-check/--no-speed-check",
+                                     help="Time the result against the float model on this "
+                                          "machine and warn if it is not faster (CPU targets)."),
+    threads: int = typer.Option(1, "--threads", help="Threads for the speed check."),
     output: Optional[Path] = typer.Option(None, "-o", "--output",
-                                          help="Output file (default: MODEL_<mode>.tflite)."),
+                                          help="Output file (default: MODEL_<mode>.<format>)."),
     preprocessing: Optional[str] = PREP_OPT,
     force: bool = FORCE_OPT,
     unsafe: bool = UNSAFE_OPT,
     json_out: bool = JSON_OPT,
 ) -> None:
-    """Post-training quantization to a TFLite model (calibrated for int8 and int16x8)."""
+    """Post-training quantization to TFLite or ONNX, with the scheme that is fast on the
+    target, an optional accuracy budget (--max-drop) and a speed check against float."""
+    from ..artifacts import check_output
     from ..errors import BadInput
     from ..registry import QUANTIZERS
 
-    engine = QUANTIZERS.get_entry(fmt)
-    if mode not in engine.caps["modes"]:
-        raise BadInput(f"unknown --mode '{mode}' for {fmt} (known: {', '.join(engine.caps['modes'])})")
-    output = output or default_output(model, ".tflite", mode)
-    from ..artifacts import check_output
+    entry = QUANTIZERS.get_entry(fmt)
+    caps = entry.caps
+    for name, value, known in (("--mode", mode, caps["modes"]), ("--target", target, caps["targets"]),
+                               ("--engine", engine or caps["engines"][0], caps["engines"])):
+        if value not in known:
+            raise BadInput(f"unknown {name} '{value}' for --format {fmt} (known: {', '.join(known)})")
+    if (max_drop is None) != (data is None):
+        raise BadInput("--max-drop and --data go together: the drop is measured on --data")
+    if max_drop is not None and max_drop < 0:
+        raise BadInput(f"--max-drop must be >= 0 (got {max_drop})")
+    if threads < 1:
+        raise BadInput(f"--threads must be at least 1 (got {threads})")
+    output = output or default_output(model, caps["suffix"], mode)
     check_output(output, force)
     source = _open_source(model, preprocessing)
-    with progress_bar(f"calibrating {mode}" if calib else f"converting to {mode}") as update:
-        if not calib:
-            update(0, 1)
-        art = engine.load()(source, output, mode, calib=calib, calib_size=calib_size,
-                            io_type=io_type, force=force, unsafe=unsafe, progress=update)
+    kwargs = dict(calib=calib, calib_size=calib_size, io_type=io_type, target=target,
+                  engine=engine or caps["engines"][0], opset=opset, exclude=list(keep_float),
+                  speed_check=speed_check, threads=threads, force=force, unsafe=unsafe)
+    if max_drop is not None:
+        from ..optimize.accuracy import accuracy_aware
+
+        with progress_bar("accuracy-aware quantization") as update:
+            art = accuracy_aware(entry.load(), source, output, mode, data=data, fmt=fmt,
+                                 max_drop=max_drop, progress=update, **kwargs)
+    else:
+        with progress_bar(f"calibrating {mode}" if calib else f"converting to {mode}") as update:
+            if not calib:
+                update(0, 1)
+            art = entry.load()(source, output, mode, progress=update, **kwargs)
     _report(art, json_out, "quantize")
 
 
 def export(
     model: Path = typer.Argument(..., help="Float model: .keras, .h5 or a SavedModel folder."),
-    fmt: str = typer.Option("tflite", "--format", help="Output format (tflite)."),
+    fmt: str = typer.Option("tflite", "--format", help="Output format: tflite | onnx."),
+    target: str = typer.Option("cpu", "--target",
+                               help="tflite: cpu | gpu (fp16 plus a GPU-delegate check); "
+                                    "onnx: cpu (NHWC) | jetson (NCHW, static shape, for TensorRT)."),
+    opset: int = typer.Option(17, "--opset", help="ONNX opset (13-18)."),
+    nchw: Optional[bool] = typer.Option(None, "--nchw/--nhwc",
+                                        help="ONNX input layout (default: by --target)."),
+    slim: bool = typer.Option(True, "--slim/--no-slim", help="Simplify the ONNX graph (onnxslim)."),
     output: Optional[Path] = typer.Option(None, "-o", "--output",
-                                          help="Output file (default: MODEL_fp32.tflite)."),
+                                          help="Output file (default: MODEL_<precision>.<format>)."),
     preprocessing: Optional[str] = PREP_OPT,
     force: bool = FORCE_OPT,
     unsafe: bool = UNSAFE_OPT,
     json_out: bool = JSON_OPT,
 ) -> None:
-    """Export a float model (fp32) for a runtime."""
+    """Export a float model for a runtime: TFLite (fp32; fp16 for --target gpu) or ONNX
+    (checked against Keras before it is written)."""
     from ..artifacts import check_output
+    from ..errors import BadInput
     from ..registry import EXPORTERS
 
     exporter = EXPORTERS.get_entry(fmt)
-    output = output or default_output(model, exporter.caps["suffix"], "fp32")
+    if target not in exporter.caps["targets"]:
+        raise BadInput(f"unknown --target '{target}' for --format {fmt} "
+                       f"(known: {', '.join(exporter.caps['targets'])})")
+    options = {"target": target}
+    if fmt == "onnx":
+        options.update(opset=opset, nchw=nchw, slim=slim)
+    elif nchw is not None or opset != 17 or not slim:
+        raise BadInput("--opset, --nchw/--nhwc and --no-slim apply to --format onnx")
+    tag = "fp16" if (fmt, target) == ("tflite", "gpu") else "fp32"
+    output = output or default_output(model, exporter.caps["suffix"], tag)
     check_output(output, force)
     source = _open_source(model, preprocessing)
     with console.status(f"exporting {model} to {fmt}"):
-        art = exporter.load()(source, output, force=force, unsafe=unsafe)
+        art = exporter.load()(source, output, force=force, unsafe=unsafe, **options)
     _report(art, json_out, "export")

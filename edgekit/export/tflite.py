@@ -10,7 +10,7 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -55,19 +55,26 @@ def _converter(source: Artifact, workdir: Path, unsafe: bool, model=None):
 
 
 def convert_tflite(source: Artifact, mode: str = "fp32", representative: Representative | None = None,
-                   io_type: str = "int8", unsafe: bool = False, model=None) -> bytes:
+                   io_type: str = "int8", unsafe: bool = False, model=None,
+                   keep_float: Sequence[str] = ()) -> bytes:
     """Convert ``source`` to TFLite bytes in ``mode`` (one of MODES); ``model`` is the
-    already-loaded Keras model of ``source``, when the caller has it."""
+    already-loaded Keras model of ``source``, when the caller has it. ``keep_float`` (int8
+    only) names op output tensors to leave in float: selective quantization through
+    TensorFlow's QuantizationDebugger, the documented route; such a model keeps float I/O."""
     if mode not in MODES:
         raise BadInput(f"unknown TFLite mode '{mode}' (known: {', '.join(MODES)})")
     if io_type not in IO_TYPES:
         raise BadInput(f"unknown I/O type '{io_type}' (known: {', '.join(IO_TYPES)})")
     if mode in ("int8", "int16x8") and representative is None:
         raise BadInput(f"--mode {mode} needs calibration data (--calib)")
+    if keep_float and mode != "int8":
+        raise BadInput("layers can be kept in float only for --mode int8")
     with tempfile.TemporaryDirectory(prefix="edgekit-") as tmp, captured_stderr() as log:
         conv = _converter(source, Path(tmp), unsafe, model)
         _configure(conv, mode, representative, io_type)
         try:
+            if keep_float:
+                return _selective(conv, representative, keep_float)
             return conv.convert()
         except EdgekitError:
             raise
@@ -78,6 +85,45 @@ def convert_tflite(source: Artifact, mode: str = "fp32", representative: Represe
         finally:
             if os.environ.get("EDGEKIT_DEBUG"):
                 print(log())
+
+
+def _selective(conv, representative: Representative, keep_float: Sequence[str]) -> bytes:
+    import tensorflow as tf
+
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+                                      tf.lite.OpsSet.TFLITE_BUILTINS]  # float ops allowed
+    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=list(keep_float))
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=conv, debug_dataset=representative, debug_options=options)
+    return debugger.get_nondebug_quantized_model()
+
+
+def layer_errors(source: Artifact, representative: Representative, unsafe: bool = False,
+                 model=None) -> list[dict]:
+    """Per-layer int8 error against float, from TensorFlow's QuantizationDebugger: each
+    quantized op's output is compared with the float op run on the same inputs. Sorted worst
+    first by RMSE in quantization steps (rmse / scale), the metric TensorFlow's debugger guide
+    ranks layers by."""
+    import csv
+    import io
+
+    import tensorflow as tf
+
+    with tempfile.TemporaryDirectory(prefix="edgekit-") as tmp, captured_stderr():
+        conv = _converter(source, Path(tmp), unsafe, model)
+        _configure(conv, "int8", representative, "float")
+        debugger = tf.lite.experimental.QuantizationDebugger(converter=conv,
+                                                              debug_dataset=representative)
+        debugger.run()
+        buf = io.StringIO()
+        debugger.layer_statistics_dump(buf)
+    rows = []
+    for r in csv.DictReader(io.StringIO(buf.getvalue())):
+        scale = float(r["scale"] or 0)
+        rmse = float(r["mean_squared_error"]) ** 0.5
+        rows.append({"name": r["tensor_name"], "op": r["op_name"],
+                     "error": rmse / scale if scale else float("inf"), "metric": "rmse/scale"})
+    return sorted(rows, key=lambda r: -r["error"])
 
 
 def _configure(conv, mode: str, representative: Representative | None, io_type: str) -> None:
@@ -130,8 +176,32 @@ def write_tflite(data: bytes, source: Artifact, out: Path, force: bool, stage: s
     return Artifact(path=Path(out), format="tflite", meta=write_sidecar(out, meta))
 
 
-def export_tflite(source: Artifact, out: Path, force: bool = False, unsafe: bool = False) -> Artifact:
-    """``edgekit export --format tflite``: a float32 TFLite model."""
-    data = convert_tflite(source, "fp32", unsafe=unsafe)
-    return write_tflite(data, source, out, force, "export", {"format": "tflite", "mode": "fp32"},
-                        precision="fp32")
+def export_tflite(source: Artifact, out: Path, force: bool = False, unsafe: bool = False,
+                  target: str = "cpu") -> Artifact:
+    """``edgekit export --format tflite``: float32 for the CPU; for ``--target gpu``, fp16
+    weights (the GPU delegate computes in half precision) plus edgekit's op-by-op GPU-delegate
+    check, recorded in the sidecar."""
+    mode = "fp16" if target == "gpu" else "fp32"
+    data = convert_tflite(source, mode, unsafe=unsafe)
+    art = write_tflite(data, source, out, force, "export",
+                       {"format": "tflite", "mode": mode, "target": target}, precision=mode)
+    if target == "gpu":
+        art = record_gpu_check(art)
+    return art
+
+
+def record_gpu_check(art: Artifact) -> Artifact:
+    """Run the GPU-delegate check on ``art``, store it in the sidecar, warn on fallbacks."""
+    import logging
+
+    from .compat import check
+
+    result = check(art.path, "tflite", "gpu")
+    if result["unsupported"] or result.get("cpu_macs_share", 0) > 0:
+        logging.getLogger("edgekit").warning(
+            "%d op(s) would not run on the GPU delegate; about %.1f%% of MACs stay on the CPU "
+            "(edgekit inspect %s --check gpu)", len(result["unsupported"]),
+            100 * result.get("cpu_macs_share", 0), art.path)
+    meta = {k: v for k, v in art.meta.items() if k not in ("sha256", "size_bytes", "schema", "file")}
+    art.meta = write_sidecar(art.path, {**meta, "compat": result})
+    return art

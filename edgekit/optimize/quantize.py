@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -43,7 +43,9 @@ def calibration_batches(source: Artifact, calib: str, calib_size: int, input_hwc
 def quantize_tflite(source: Artifact, out: Path, mode: str, calib: str | None = None,
                     calib_size: int = DEFAULT_CALIB_SIZE, io_type: str = "int8",
                     force: bool = False, unsafe: bool = False,
-                    progress: Progress | None = None) -> Artifact:
+                    progress: Progress | None = None, target: str = "cpu",
+                    exclude: Sequence[str] = (), speed_check: bool = True, threads: int = 1,
+                    **_ignored) -> Artifact:
     """Quantize a float Keras/SavedModel artifact to a TFLite file in ``mode``."""
     if mode not in TFLITE_MODES:
         raise BadInput(f"unknown quantization mode '{mode}' (known: {', '.join(TFLITE_MODES)})")
@@ -69,8 +71,32 @@ def quantize_tflite(source: Artifact, out: Path, mode: str, calib: str | None = 
             config["io_type"] = io_type
     elif calib:
         log.info("--calib is not used by --mode %s", mode)
-    data = convert_tflite(source, mode, representative, io_type=io_type, unsafe=unsafe, model=model)
-    return write_tflite(data, source, out, force, "quantize", config, precision=mode)
+    if exclude:
+        config["float_layers"] = list(exclude)
+    data = convert_tflite(source, mode, representative, io_type=io_type, unsafe=unsafe,
+                          model=model, keep_float=exclude)
+    art = write_tflite(data, source, out, force, "quantize", config, precision=mode)
+    if target == "gpu":
+        from ..export.tflite import record_gpu_check
+
+        art = record_gpu_check(art)
+    if speed_check and target == "cpu":
+        from .speed import record_speed
+
+        art = record_speed(art, lambda p: p.write_bytes(
+            convert_tflite(source, "fp32", unsafe=unsafe, model=model)), threads)
+    return art
+
+
+def tflite_sensitivity(source: Artifact, calib: str, calib_size: int = DEFAULT_CALIB_SIZE,
+                       unsafe: bool = False, **_ignored) -> list[dict]:
+    """Layers ranked by their int8 error against float (``export.tflite.layer_errors``)."""
+    from ..export.tflite import layer_errors
+    from ..models.load import load_keras
+
+    model = load_keras(source.path, unsafe=unsafe) if source.format == "keras" else None
+    samples = calibration_batches(source, calib, calib_size, _input_hwc(source, model))
+    return layer_errors(source, _representative(samples, None), unsafe, model)
 
 
 def _representative(samples: np.ndarray, progress: Progress | None):

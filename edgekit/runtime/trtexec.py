@@ -20,11 +20,25 @@ CANDIDATES = ("trtexec", "/usr/src/tensorrt/bin/trtexec")
 _STAT = r"(min|max|mean|median|percentile\(\d+%\)) = ([0-9.]+(?:e[+-]?\d+)?) ms"
 
 
+# int8: a QDQ model's quantized layers run in int8 and ``--fp16`` lets the layers left in
+# float run in half precision rather than fp32 (TensorRT developer guide, "Explicit
+# Quantization": precision flags still enable the kernels the builder may choose).
+PRECISION_FLAGS = {"fp16": ["--fp16"], "int8": ["--int8", "--fp16"], "fp32": []}
+
+
 def command(binary: str, model: str, *, runs: int, warmup_ms: int, precision: str | None
             ) -> list[str]:
-    flags = {"fp16": ["--fp16"], "int8": ["--int8"]}.get(precision or "", [])
+    flags = PRECISION_FLAGS.get(precision or "", [])
     return [binary, f"--onnx={model}", f"--iterations={runs}", f"--warmUp={warmup_ms}",
             "--duration=0", "--avgRuns=1", *flags]
+
+
+def build_command(model: str, precision: str, binary: str = "trtexec", runs: int = 200,
+                  warmup_ms: int = 500) -> list[str]:
+    """The command to build, save and time a TensorRT engine from ``model`` on the device."""
+    engine = model.rsplit(".", 1)[0] + f"_{precision}.engine"
+    return [*command(binary, model, runs=runs, warmup_ms=warmup_ms, precision=precision),
+            f"--saveEngine={engine}"]
 
 
 def _summary(text: str, label: str) -> dict[str, float] | None:

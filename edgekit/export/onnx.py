@@ -1,0 +1,189 @@
+"""Keras -> ONNX with tf2onnx, simplified with onnxslim, checked against Keras before writing.
+
+Targets set the layout (FACTS.md: ``tf2onnx.convert.from_keras`` works with Keras 3 and can
+transpose the input to NCHW):
+- ``cpu``: NHWC input as Keras has it, dynamic batch, for onnxruntime on a CPU;
+- ``jetson`` (alias ``tensorrt``): NCHW input with a static batch of 1 and static spatial
+  shape, which is what TensorRT builds its fastest engines from. The ONNX stays float32;
+  ``trtexec --fp16`` / ``--int8`` choose the engine precision on the device
+  (``edgekit.runtime.trtexec.build_command``).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..artifacts import Artifact, atomic_path, child_meta, tool_versions, write_sidecar
+from ..errors import BadInput, EdgekitError
+
+OPSETS = range(13, 19)  # tf2onnx 1.17 converts Keras 3 models at opsets 13..18 (FACTS.md)
+DEFAULT_OPSET = 17
+TARGETS = {"cpu": {"nchw": False, "static": False},
+           "jetson": {"nchw": True, "static": True},
+           "tensorrt": {"nchw": True, "static": True}}
+# Outputs must match Keras within atol + rtol * |keras| on every element of the check batch.
+CHECK_ATOL, CHECK_RTOL, CHECK_BATCH = 1e-4, 1e-3, 8
+
+
+def layout(target: str, nchw: bool | None = None) -> dict:
+    """Input layout of ``target``; ``nchw`` overrides its default."""
+    if target not in TARGETS:
+        raise BadInput(f"unknown ONNX target '{target}' (known: {', '.join(TARGETS)})")
+    out = dict(TARGETS[target])
+    if nchw is not None:
+        out["nchw"] = nchw
+    return out
+
+
+def keras_to_onnx(model, opset: int = DEFAULT_OPSET, nchw: bool = False, static: bool = False,
+                  slim: bool = True):
+    """An onnx.ModelProto of a loaded Keras model, input named ``input``."""
+    if opset not in OPSETS:
+        raise BadInput(f"--opset {opset} is not supported (tf2onnx converts opsets "
+                       f"{OPSETS.start}..{OPSETS.stop - 1})")
+    from ..models.load import keras_input_hwc, quiet_tensorflow
+    from .tflite import captured_stderr
+
+    quiet_tensorflow()
+    import tensorflow as tf
+    import tf2onnx
+
+    logging.getLogger("tf2onnx").setLevel(logging.ERROR)
+    h, w, c = keras_input_hwc(model)
+    spec = tf.TensorSpec((1 if static else None, h, w, c), tf.float32, name="input")
+    with captured_stderr():
+        try:
+            proto, _ = tf2onnx.convert.from_keras(model, input_signature=(spec,), opset=opset,
+                                                  inputs_as_nchw=["input"] if nchw else None)
+        except EdgekitError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any converter failure is about this model
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise BadInput(f"ONNX conversion failed: {first[:200]}",
+                           hint="EDGEKIT_DEBUG=1 shows the converter log") from None
+    if slim:
+        import onnxslim
+
+        proto = onnxslim.slim(proto)
+    return proto
+
+
+def check_against_keras(model, proto, nchw: bool, preprocessing: dict | None,
+                        n: int = CHECK_BATCH, seed: int = 0) -> float:
+    """Run ``n`` random inputs (in the model's preprocessed range) through Keras and
+    onnxruntime; return the largest absolute difference, or raise if any element is out of
+    tolerance (nothing is written then)."""
+    import onnxruntime as ort
+
+    from ..models.load import keras_input_hwc
+
+    h, w, c = keras_input_hwc(model)
+    prep = preprocessing or {"mean": [127.5] * 3, "std": [127.5] * 3}
+    rng = np.random.default_rng(seed)
+    pixels = rng.uniform(0, 255, (n, h, w, c)).astype(np.float32)
+    mean, std = np.float32(prep["mean"][:c]), np.float32(prep["std"][:c])
+    x = (pixels - mean) / std
+    want = np.asarray(model(x, training=False))
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    feed = x.transpose(0, 3, 1, 2) if nchw else x
+    static = sess.get_inputs()[0].shape[0] == 1
+    got = np.concatenate([sess.run(None, {name: feed[i:i + 1]})[0] for i in range(n)]
+                         if static else [sess.run(None, {name: feed})[0]])
+    if got.shape != want.shape:
+        raise BadInput(f"ONNX output shape {got.shape} differs from Keras {want.shape}")
+    diff = np.abs(got - want)
+    if not np.all(diff <= CHECK_ATOL + CHECK_RTOL * np.abs(want)):
+        raise BadInput(f"ONNX outputs differ from Keras by up to {diff.max():.3g} on {n} "
+                       "check inputs; nothing written", hint="EDGEKIT_DEBUG=1 for details")
+    return float(diff.max())
+
+
+def _keras_source(source: Artifact, unsafe: bool, model=None):
+    if source.format != "keras":
+        raise BadInput(f"{source.path}: ONNX export needs a float Keras model (.keras/.h5), "
+                       f"not a {source.format} file")
+    if model is not None:
+        return model
+    from ..models.load import load_keras
+
+    return load_keras(source.path, unsafe=unsafe)
+
+
+def onnx_io(proto) -> dict:
+    from onnx.helper import tensor_dtype_to_np_dtype
+
+    inits = {i.name for i in proto.graph.initializer}
+
+    def describe(v) -> dict:
+        dims = [d.dim_value if d.HasField("dim_value") else None
+                for d in v.type.tensor_type.shape.dim]
+        return {"name": v.name, "shape": dims,
+                "dtype": tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name}
+
+    ins = [v for v in proto.graph.input if v.name not in inits]
+    return {"input": describe(ins[0]), "output": describe(proto.graph.output[0])}
+
+
+def write_onnx(proto, source: Artifact, out: Path, force: bool, stage: str, config: dict,
+               precision: str, **facts) -> Artifact:
+    """Write an ONNX model and its sidecar atomically; return the new artifact."""
+    import onnx
+
+    io = onnx_io(proto)
+    nchw = len(io["input"]["shape"]) == 4 and io["input"]["shape"][1] in (1, 3) and \
+        io["input"]["shape"][3] not in (1, 3)
+    with atomic_path(out, force) as tmp:
+        onnx.save(proto, str(tmp))
+    meta = child_meta(source, stage, config, format="onnx", precision=precision,
+                      layout="NCHW" if nchw else "NHWC", opset=_opset(proto), **io, **facts,
+                      tools=tool_versions("tensorflow", "tf2onnx", "onnx", "onnxslim",
+                                          "onnxruntime"))
+    return Artifact(path=Path(out), format="onnx", meta=write_sidecar(out, meta))
+
+
+def _opset(proto) -> int | None:
+    return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+
+
+def float_onnx(source: Artifact, target: str = "cpu", opset: int = DEFAULT_OPSET,
+               nchw: bool | None = None, slim: bool = True, unsafe: bool = False, model=None):
+    """(checked float ONNX proto, facts) for ``source``: the step shared by export and the
+    ONNX quantizers."""
+    model = _keras_source(source, unsafe, model)
+    lay = layout(target, nchw)
+    proto = keras_to_onnx(model, opset, lay["nchw"], lay["static"], slim)
+    diff = check_against_keras(model, proto, lay["nchw"], source.preprocessing)
+    return proto, {"check": {"max_abs_diff_vs_keras": diff, "inputs": CHECK_BATCH,
+                             "atol": CHECK_ATOL, "rtol": CHECK_RTOL}}
+
+
+def export_onnx(source: Artifact, out: Path, force: bool = False, unsafe: bool = False,
+                target: str = "cpu", opset: int = DEFAULT_OPSET, nchw: bool | None = None,
+                slim: bool = True) -> Artifact:
+    """``edgekit export --format onnx``: a float32 ONNX model checked against Keras."""
+    proto, facts = float_onnx(source, target, opset, nchw, slim, unsafe)
+    config = {"format": "onnx", "target": target, "opset": opset, "slim": slim}
+    if nchw is not None:
+        config["nchw"] = nchw
+    if target in ("jetson", "tensorrt"):
+        from ..runtime.trtexec import build_command
+
+        facts["trtexec"] = {p: " ".join(build_command(Path(out).name, p)) for p in ("fp16", "fp32")}
+    return write_onnx(proto, source, out, force, "export", config, "fp32", **facts)
+
+
+def save_temp(proto) -> Path:
+    """Write ``proto`` to a temporary file (the caller deletes it)."""
+    import onnx
+
+    fd, name = tempfile.mkstemp(prefix="edgekit-", suffix=".onnx")
+    import os
+
+    os.close(fd)
+    onnx.save(proto, name)
+    return Path(name)

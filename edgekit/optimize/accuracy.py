@@ -1,0 +1,175 @@
+"""Accuracy-aware quantization (``quantize --data V --max-drop P``), for TFLite and ONNX.
+
+1. Quantize fully; measure top-1 on ``V`` against the float Keras model, both run by the
+   local runner (the harness ``edgekit profile`` uses).
+2. If the drop exceeds ``P`` percentage points, rank the layers by their own quantization
+   error against float (TFLite: QuantizationDebugger; ONNX: onnxruntime's QDQ debugger),
+   and keep the worst k in float, k = 1, 2, 4, ... until the limit holds; then bisect for
+   the smallest k that holds.
+3. Write the model that meets the limit with the fewest float layers, or, if none does, the
+   best one found (and exit 1: the limit was not met). The sidecar lists the layers kept in
+   float and their latency cost against the fully quantized model, measured side by side.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..artifacts import Artifact, sidecar_path, write_sidecar
+from ..errors import BadInput, GateFailed
+
+log = logging.getLogger("edgekit")
+Progress = Callable[[int, int], None]
+
+
+def _sensitivity(fmt: str):
+    if fmt == "onnx":
+        from .onnx_quant import onnx_sensitivity
+        return onnx_sensitivity
+    from .quantize import tflite_sensitivity
+    return tflite_sensitivity
+
+
+def _top1(art: Artifact, images: np.ndarray, labels: np.ndarray, prep: dict) -> float:
+    from ..measure import accuracy
+    from ..runtime.local import LocalRunner
+    from ..runtime.profile import input_spec
+
+    shape, nchw = input_spec(art)
+    with LocalRunner() as runner:
+        runner.prepare(art, shape, prep, nchw)
+        scores = runner.evaluate(images, None)
+    return accuracy(scores, labels)["top1"]
+
+
+def accuracy_aware(quantizer: Callable[..., Artifact], source: Artifact, out: Path, mode: str, *,
+                   data: str, max_drop: float, progress: Progress | None = None,
+                   exclude: list[str] | None = None, speed_check: bool = True, threads: int = 1,
+                   target: str = "cpu", fmt: str = "tflite", force: bool = False,
+                   **kwargs) -> Artifact:
+    from ..runtime.profile import _load_images, input_spec
+
+    out = Path(out)
+    if mode != "int8":
+        raise BadInput("--max-drop applies to --mode int8")
+    if source.format != "keras":
+        raise BadInput(f"{source.path}: --max-drop needs the float Keras model as the source")
+    shape, _ = input_spec(source)
+    images, labels, _subset = _load_images(data, None, shape, lambda msg: None)
+    if labels is None:
+        raise BadInput(f"{data}: --max-drop needs labelled data (the drop is in top-1 accuracy)")
+    prep = source.preprocessing
+    float_top1 = _top1(source, images, labels, prep)
+    user = list(exclude or [])
+    tries: list[dict] = []
+    step = [0]
+
+    def attempt(layers: list[dict]) -> dict:
+        nodes = user + [n for r in layers for n in r.get("nodes", [r["name"]])]
+        path = out.with_name(f".{out.stem}.try{len(tries)}{out.suffix}")
+        art = quantizer(source, path, mode, exclude=nodes, speed_check=False, force=True,
+                        target=target, **kwargs)
+        top1 = _top1(art, images, labels, prep)
+        t = {"art": art, "k": len(layers), "layers": [r["name"] for r in layers], "top1": top1,
+             "drop": float_top1 - top1}
+        tries.append(t)
+        step[0] += 1
+        if progress:
+            progress(step[0], step[0] + 3)
+        log.info("%d layer(s) in float: top-1 %.2f%% (drop %.2f pt)", t["k"], top1, t["drop"])
+        return t
+
+    try:
+        plain = attempt([])
+        best = plain
+        ranking: list[dict] = []
+        if plain["drop"] > max_drop:
+            ranking = _sensitivity(fmt)(source, target=target, unsafe=kwargs.get("unsafe", False),
+                                        **{k: kwargs[k] for k in ("calib", "calib_size", "opset")
+                                           if k in kwargs})
+            best = _search(attempt, ranking, max_drop) or min(tries, key=lambda t: (t["drop"], t["k"]))
+        return _finish(best, plain, out, float_top1, max_drop, data, ranking, len(tries),
+                       force, speed_check and target == "cpu", threads, fmt)
+    finally:
+        for t in tries:
+            for p in (t["art"].path, sidecar_path(t["art"].path)):
+                if p.exists():
+                    p.unlink()
+
+
+def _search(attempt, ranking: list[dict], max_drop: float) -> dict | None:
+    """The try with the fewest float layers that meets the limit (None if none does)."""
+    lo, k, hit = 0, 1, None
+    while k <= len(ranking):
+        t = attempt(ranking[:k])
+        if t["drop"] <= max_drop:
+            hit = t
+            break
+        lo, k = k, (len(ranking) if k < len(ranking) < 2 * k else 2 * k)
+    if hit is None:
+        return None
+    hi = hit["k"]
+    while hi - lo > 1:  # smallest k in (lo, hi] that holds
+        mid = (lo + hi) // 2
+        t = attempt(ranking[:mid])
+        if t["drop"] <= max_drop:
+            hit, hi = t, mid
+        else:
+            lo = mid
+    return hit
+
+
+def _finish(best: dict, plain: dict, out: Path, float_top1: float, max_drop: float, data: str,
+            ranking: list[dict], n_tries: int, force: bool, speed_check: bool, threads: int,
+            fmt: str) -> Artifact:
+    from .speed import compare_speed, record_speed
+
+    met = best["drop"] <= max_drop
+    record = {"data": data, "max_drop": max_drop, "float_top1": float_top1,
+              "int8_top1": plain["top1"], "top1": best["top1"], "drop": best["drop"],
+              "met": met, "float_layers": best["layers"], "tries": n_tries,
+              "ranking": [{k: r[k] for k in ("name", "error", "metric")} for r in ranking[:20]]}
+    art = best["art"]
+    if best is not plain and speed_check:
+        cost = compare_speed(art, plain["art"], threads)
+        record["latency_cost"] = {"measured_on": cost["measured_on"], "threads": threads,
+                                  "runtime": cost["runtime"], "mixed_ms": cost["candidate_ms"],
+                                  "int8_ms": cost["baseline_ms"],
+                                  "slowdown": round(cost["candidate_ms"] / cost["baseline_ms"], 3)}
+    if Path(out).exists() and not force:
+        raise BadInput(f"{out} exists (use --force to overwrite)")
+    os.replace(art.path, out)
+    meta = {k: v for k, v in art.meta.items() if k not in ("sha256", "size_bytes", "schema", "file")}
+    if best["layers"]:
+        meta["precision"] = "mixed"
+    final = Artifact(path=Path(out), format=art.format,
+                     meta=write_sidecar(out, {**meta, "accuracy_aware": record}))
+    if speed_check:
+        final = _float_speed(final, fmt, threads, record_speed)
+    if not met:
+        raise GateFailed(f"top-1 drop {best['drop']:.2f} pt exceeds --max-drop {max_drop} even with "
+                         f"{best['k']} layer(s) in float; the best model found is written to {out}")
+    return final
+
+
+def _float_speed(art: Artifact, fmt: str, threads: int, record_speed) -> Artifact:
+    """The usual speed check against the float model, for the final model."""
+    from ..artifacts import open_artifact
+
+    parent = open_artifact(art.meta["parent"]["path"])
+    if fmt == "onnx":
+        import onnx
+
+        from ..export.onnx import float_onnx
+
+        onnx_target = "cpu"
+        proto, _ = float_onnx(parent, onnx_target, art.meta["stage"]["config"].get("opset", 17))
+        return record_speed(art, lambda p: onnx.save(proto, str(p)), threads)
+    from ..export.tflite import convert_tflite
+
+    return record_speed(art, lambda p: p.write_bytes(convert_tflite(parent, "fp32")), threads)

@@ -1,0 +1,278 @@
+"""int8 ONNX quantization, with the scheme chosen per target because speed depends on it.
+
+- ``--target cpu`` (onnxruntime's CPU provider): QDQ, per-channel int8 weights, **uint8**
+  activations. onnxruntime's x86-64 int8 kernels multiply uint8 by int8 (VPMADDUBSW / VNNI);
+  int8 activations take a slower path (FACTS.md: MobileNetV2 3.5 ms with uint8 activations,
+  5.6 ms with int8, fp32 6.2 ms). Every run re-measures this (``speed.compare_speed``).
+- ``--target tensorrt`` (alias ``jetson``): QDQ, symmetric int8 activations and weights
+  (zero point 0), per-channel weights: TensorRT's explicit quantization takes only that.
+  The model is NCHW with a static shape (``export.onnx.TARGETS``).
+
+Engines: ``ort`` (onnxruntime.quantization.quantize_static, MinMax calibration) and ``nncf``
+(NNCF's post-training quantization: its quantizer placement plus fast bias correction, which
+often wins accuracy back). NNCF writes activations in int8 or uint8 as it sees fit and, by
+default, per-channel scales on depthwise inputs, which onnxruntime's CPU kernels reject; edgekit
+asks for per-tensor activations and re-expresses every int8 activation as uint8 (same scale,
+zero point + 128: the same real values, exactly) so the output runs on the fast path. No
+library does that rewrite, hence the few lines below.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..artifacts import Artifact
+from ..errors import BadInput, EnvironmentProblem
+from ..export.onnx import DEFAULT_OPSET, float_onnx, layout, write_onnx
+
+log = logging.getLogger("edgekit")
+
+TARGETS = {"cpu": {"activation": "uint8", "symmetric_activations": False},
+           "tensorrt": {"activation": "int8", "symmetric_activations": True},
+           "jetson": {"activation": "int8", "symmetric_activations": True}}
+ENGINES = ("ort", "nncf")
+Progress = Callable[[int, int], None]
+
+
+def _reader(samples: np.ndarray, name: str, progress: Progress | None):
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.i = 0
+
+        def get_next(self):
+            if self.i >= len(samples):
+                return None
+            self.i += 1
+            if progress:
+                progress(self.i, len(samples))
+            return {name: samples[self.i - 1:self.i]}
+
+        def rewind(self):
+            self.i = 0
+
+    return Reader()
+
+
+def quantize_proto(proto, samples: np.ndarray, target: str = "cpu", engine: str = "ort",
+                   exclude: Sequence[str] = (), progress: Progress | None = None):
+    """Quantize a float ONNX proto to int8 QDQ for ``target``; ``samples`` are calibration
+    inputs already in the model's layout; ``exclude`` names nodes kept in float."""
+    if target not in TARGETS:
+        raise BadInput(f"unknown ONNX quantization target '{target}' (known: {', '.join(TARGETS)})")
+    if engine not in ENGINES:
+        raise BadInput(f"unknown ONNX quantization engine '{engine}' (known: {', '.join(ENGINES)})")
+    name = next(i.name for i in proto.graph.input
+                if i.name not in {t.name for t in proto.graph.initializer})
+    if engine == "nncf":
+        if TARGETS[target]["symmetric_activations"]:
+            raise BadInput("--engine nncf is for --target cpu; TensorRT needs symmetric int8 "
+                           "activations, which the ort engine writes")
+        return _nncf(proto, samples, name, exclude, progress)
+    return _ort(proto, samples, name, target, exclude, progress)
+
+
+def _ort(proto, samples, name, target, exclude, progress):
+    import onnx
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    scheme = TARGETS[target]
+    act = QuantType.QUInt8 if scheme["activation"] == "uint8" else QuantType.QInt8
+    root = logging.getLogger()
+    level = root.level
+    with tempfile.TemporaryDirectory(prefix="edgekit-q-") as tmp:
+        src, out = Path(tmp) / "float.onnx", Path(tmp) / "q.onnx"
+        onnx.save(proto, str(src))  # a path, not the proto: quantize_static rewrites its input
+        root.setLevel(logging.ERROR)  # its root-logger advice to pre-process (edgekit slims)
+        try:
+            quantize_static(src, out, _reader(samples, name, progress),
+                            quant_format=QuantFormat.QDQ, per_channel=True, activation_type=act,
+                            weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude) or None,
+                            extra_options={"ActivationSymmetric": scheme["symmetric_activations"],
+                                           "WeightSymmetric": True})
+        finally:
+            root.setLevel(level)
+        return onnx.load(str(out))
+
+
+def _nncf(proto, samples, name, exclude, progress):
+    os.environ.setdefault("NNCF_LOG_LEVEL", "ERROR")
+    try:
+        import nncf
+        from nncf.quantization.advanced_parameters import (AdvancedQuantizationParameters,
+                                                           QuantizationParameters)
+    except ImportError as exc:
+        raise EnvironmentProblem(f"--engine nncf needs the nncf package ({exc})") from None
+    logging.getLogger("nncf").setLevel(logging.ERROR)
+
+    def transform(i):
+        if progress:
+            progress(min(i + 1, len(samples)), len(samples))
+        return {name: samples[i:i + 1]}
+
+    adv = AdvancedQuantizationParameters(
+        activations_quantization_params=QuantizationParameters(per_channel=False))
+    scope = nncf.IgnoredScope(names=list(exclude), validate=False) if exclude else None
+    q = nncf.quantize(proto, nncf.Dataset(range(len(samples)), transform),
+                      subset_size=len(samples), advanced_parameters=adv,
+                      **({"ignored_scope": scope} if scope else {}))
+    return activations_to_uint8(q)
+
+
+def activations_to_uint8(proto):
+    """Re-express int8 activation QuantizeLinear/DequantizeLinear pairs in uint8: q' = q + 128,
+    zero point' = zero point + 128, scale unchanged, so every dequantized value is identical."""
+    from onnx import numpy_helper
+
+    g = proto.graph
+    inits = {i.name: i for i in g.initializer}
+    consumers: dict[str, list] = {}
+    for n in g.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+
+    def shift(zp_name: str) -> None:
+        zp = inits[zp_name]
+        if zp.data_type == 3:  # INT8
+            v = numpy_helper.to_array(zp).astype(np.int16) + 128
+            zp.CopyFrom(numpy_helper.from_array(v.astype(np.uint8), zp.name))
+
+    changed = set()
+    for n in g.node:
+        if (n.op_type == "QuantizeLinear" and n.input[0] not in inits and len(n.input) > 2
+                and n.input[2] in inits and inits[n.input[2]].data_type == 3):
+            deqs = consumers.get(n.output[0], [])
+            if any(d.op_type != "DequantizeLinear" or len(d.input) < 3 or d.input[2] not in inits
+                   for d in deqs):
+                continue  # not a plain Q -> DQ pair: leave it as NNCF wrote it
+            zps = {n.input[2], *(d.input[2] for d in deqs)}
+            pair = {id(x) for x in (n, *deqs)}
+            if any(id(c) not in pair for z in zps for c in consumers.get(z, [])):
+                continue  # a zero point shared with other nodes: shifting would change them
+            for z in zps:
+                shift(z)
+            changed.add(n.output[0])
+    keep = [v for v in g.value_info if v.name not in changed]  # stale int8 type annotations
+    del g.value_info[:]
+    g.value_info.extend(keep)
+    return proto
+
+
+def onnx_calibration(source: Artifact, calib: str, calib_size: int, model, nchw: bool,
+                     seed: int = 0) -> np.ndarray:
+    from ..models.load import keras_input_hwc
+    from .quantize import calibration_batches
+
+    x = calibration_batches(source, calib, calib_size, keras_input_hwc(model), seed=seed)
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2) if nchw else x)
+
+
+def quantize_onnx(source: Artifact, out: Path, mode: str = "int8", calib: str | None = None,
+                  calib_size: int = 200, target: str = "cpu", engine: str = "ort",
+                  opset: int = DEFAULT_OPSET, exclude: Sequence[str] = (), force: bool = False,
+                  unsafe: bool = False, progress: Progress | None = None,
+                  speed_check: bool = True, threads: int = 1, **_ignored) -> Artifact:
+    """``edgekit quantize --format onnx``: export ``source`` to ONNX for ``target``, quantize
+    it to int8 QDQ, check it against the float model and (CPU) time it against it."""
+    if mode != "int8":
+        raise BadInput(f"--format onnx quantizes to int8 only (got --mode {mode})")
+    if not calib:
+        raise BadInput("--mode int8 needs calibration data: --calib DATASET "
+                       "(e.g. fashion-mnist-sample:train or a folder of images)")
+    from ..models.load import load_keras
+
+    if source.format != "keras":
+        raise BadInput(f"{source.path}: ONNX quantization needs a float Keras model, "
+                       f"not a {source.format} file")
+    model = load_keras(source.path, unsafe=unsafe)
+    onnx_target = "cpu" if target == "cpu" else "tensorrt"
+    nchw = layout(onnx_target)["nchw"]
+    fproto, facts = float_onnx(source, onnx_target, opset, model=model)
+    samples = onnx_calibration(source, calib, calib_size, model, nchw)
+    qproto = quantize_proto(fproto, samples, target, engine, exclude, progress)
+    facts["fidelity_on_calibration"] = _fidelity(qproto, fproto, samples)
+    config = {"engine": engine, "target": target, "mode": mode, "calib": calib,
+              "calib_size": int(len(samples)), "opset": opset,
+              "scheme": {"format": "QDQ", "weights": "int8 per-channel symmetric",
+                         "activations": f"{TARGETS[target]['activation']} per-tensor "
+                         + ("symmetric" if TARGETS[target]["symmetric_activations"]
+                            else "asymmetric")}}
+    if exclude:
+        config["float_nodes"] = list(exclude)
+    art = write_onnx(qproto, source, out, force, "quantize", config, "int8", **facts)
+    if speed_check and target == "cpu":
+        import onnx
+
+        from .speed import record_speed
+
+        art = record_speed(art, lambda p: onnx.save(fproto, str(p)), threads)
+    elif target != "cpu":
+        art.meta["speed_check"] = None
+        log.info("TensorRT int8 speed is measured on the device: edgekit profile %s --engine "
+                 "tensorrt --host ...", out)
+    return art
+
+
+def _fidelity(qproto, fproto, samples: np.ndarray) -> dict:
+    from ..measure import fidelity
+
+    q, f = (_run(p, samples) for p in (qproto, fproto))
+    return fidelity(q, f)
+
+
+def _run(proto, samples: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    return np.concatenate([sess.run(None, {name: samples[i:i + 1]})[0]
+                           for i in range(len(samples))])
+
+
+def onnx_sensitivity(source: Artifact, calib: str, calib_size: int = 200, target: str = "cpu",
+                     opset: int = DEFAULT_OPSET, unsafe: bool = False, samples_used: int = 32,
+                     **_ignored) -> list[dict]:
+    """Activations ranked by the noise their int8 quantization adds, worst first: the
+    signal-to-quantization-noise ratio of each tensor before and after its QDQ pair, measured
+    with onnxruntime's QDQ debugging tools on calibration inputs. Keeping one in float means
+    keeping the node that writes it and the nodes that read it out of quantization."""
+    import onnx
+    from onnxruntime.quantization import qdq_loss_debug as dbg
+
+    from ..models.load import load_keras
+
+    model = load_keras(source.path, unsafe=unsafe)
+    onnx_target = "cpu" if target == "cpu" else "tensorrt"
+    fproto, _ = float_onnx(source, onnx_target, opset, model=model)
+    samples = onnx_calibration(source, calib, calib_size, model, layout(onnx_target)["nchw"])
+    qproto = quantize_proto(fproto, samples, target, "ort")
+    name = next(i.name for i in fproto.graph.input)
+    with tempfile.TemporaryDirectory(prefix="edgekit-dbg-") as tmp:
+        acts = []
+        for tag, proto in (("q", qproto), ("f", fproto)):
+            path, aug = Path(tmp) / f"{tag}.onnx", Path(tmp) / f"{tag}_aug.onnx"
+            onnx.save(proto, str(path))
+            dbg.modify_model_output_intermediate_tensors(path, aug)
+            acts.append(dbg.collect_activations(str(aug), _reader(samples[:samples_used], name,
+                                                                  None)))
+    errors = dbg.compute_activation_error(dbg.create_activation_matching(*acts))
+    producer = {o: n.name for n in fproto.graph.node for o in n.output}
+    readers: dict[str, list[str]] = {}
+    for n in fproto.graph.node:
+        for i in n.input:
+            readers.setdefault(i, []).append(n.name)
+    rows = []
+    for tensor, err in errors.items():
+        if tensor not in producer:
+            continue  # the graph input: nothing to keep in float before it
+        nodes = [producer[tensor], *readers.get(tensor, [])]
+        rows.append({"name": producer[tensor], "tensor": tensor, "nodes": nodes,
+                     "error": -float(err["qdq_err"]), "metric": "-SQNR dB"})
+    return sorted(rows, key=lambda r: -r["error"])

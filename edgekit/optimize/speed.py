@@ -1,0 +1,67 @@
+"""Is the quantized model really faster? Time it against its float parent on this machine.
+
+Users' top complaint about int8 is a model *slower* than float (the wrong scheme for the
+runtime, FACTS.md). So every CPU quantization ends with a measurement: both models are timed
+through the local runner (the same harness ``edgekit profile`` uses), alternating, and each
+latency is the lower of its per-round medians, so drift on the machine hits both alike.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Callable
+
+from ..artifacts import Artifact
+
+log = logging.getLogger("edgekit")
+
+
+def compare_speed(candidate: Artifact, baseline: Artifact, threads: int = 1,
+                  rounds: int = 2) -> dict:
+    """Batch-1 median latency of ``candidate`` and ``baseline`` on this machine's runtime."""
+    from ..latency_bench import time_artifact
+    from ..runtime.local import LocalRunner
+    from ..runtime.profile import input_spec
+
+    shape, nchw = input_spec(candidate)
+    best: dict[str, dict] = {}
+    for _ in range(rounds):
+        for key, art in (("baseline", baseline), ("candidate", candidate)):
+            t = time_artifact(art, LocalRunner(), shape, threads, nchw=nchw)
+            if key not in best or t["median_ms"] < best[key]["median_ms"]:
+                best[key] = t
+    cand, base = best["candidate"]["median_ms"], best["baseline"]["median_ms"]
+    return {"measured_on": best["candidate"]["cpu"] or "this machine",
+            "runtime": f"{best['candidate']['runtime']} {best['candidate']['runtime_version']}",
+            "threads": threads, "rounds": rounds, "baseline": baseline.meta.get("precision", "fp32"),
+            "candidate_ms": round(cand, 4), "baseline_ms": round(base, 4),
+            "speedup": round(base / cand, 3), "faster": cand < base}
+
+
+def warn_if_slower(check: dict, what: str, hint: str = "") -> None:
+    if not check["faster"]:
+        log.warning("%s is NOT faster than %s here: %.2f ms vs %.2f ms (%d thread(s), %s, "
+                    "measured on %s). Check the target and engine%s.", what, check["baseline"],
+                    check["candidate_ms"], check["baseline_ms"], check["threads"],
+                    check["runtime"], check["measured_on"], hint)
+
+
+def record_speed(art: Artifact, write_float: Callable[[Path], None], threads: int = 1) -> Artifact:
+    """Time ``art`` against the float model that ``write_float(path)`` writes; record the
+    result in ``art``'s sidecar and warn when the quantized model is not faster."""
+    import tempfile
+
+    from ..artifacts import write_sidecar
+
+    with tempfile.TemporaryDirectory(prefix="edgekit-fp-") as tmp:
+        fpath = Path(tmp) / f"float{art.path.suffix}"
+        write_float(fpath)
+        twin = Artifact(path=fpath, format=art.format, meta={"precision": "fp32"})
+        check = compare_speed(art, twin, threads)
+    hint = (f"; edgekit inspect {art.path} --check xnnpack lists the ops XNNPACK does not run "
+            "in int8" if art.format == "tflite" and art.meta.get("precision") == "int8" else "")
+    warn_if_slower(check, f"{art.path.name} ({art.meta.get('precision')})", hint)
+    meta = {k: v for k, v in art.meta.items() if k not in ("sha256", "size_bytes", "schema", "file")}
+    art.meta = write_sidecar(art.path, {**meta, "speed_check": check})
+    return art

@@ -1,0 +1,168 @@
+"""ONNX export (tf2onnx + onnxslim, checked against Keras) and int8 quantization per target,
+on the model trained on the committed Fashion-MNIST sample, run by the real onnxruntime."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+
+pytestmark = pytest.mark.slow
+DATA = "fashion-mnist-sample:test"
+CALIB = ["--calib", "fashion-mnist-sample:train", "--calib-size", "100"]
+
+
+def _profile(path, *extra):
+    proc = run_cli("profile", path, "--data", DATA, "--limit", "300", "--runs", "3",
+                   "--warmup", "1", "--threads", "1", "--json", *extra, check=True)
+    return json.loads(proc.stdout)
+
+
+@pytest.fixture(scope="module")
+def float_top1(trained_keras):
+    return _profile(trained_keras)["accuracy"]["top1"]
+
+
+def _zero_points(path):
+    """(activation zero-point dtypes, weight zero-point dtypes, all zero points zero?) of a QDQ model."""
+    import onnx
+    from onnx import numpy_helper
+
+    g = onnx.load(str(path)).graph
+    inits = {i.name: i for i in g.initializer}
+    acts, weights, all_zero = set(), set(), True
+    for n in g.node:
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear") and len(n.input) > 2:
+            zp = inits[n.input[2]]
+            kind = weights if n.input[0] in inits else acts
+            kind.add(onnx.helper.tensor_dtype_to_np_dtype(zp.data_type).name)
+            all_zero &= not numpy_helper.to_array(zp).any()
+    return acts, weights, all_zero
+
+
+def test_export_cpu_matches_keras_and_profiles(workdir, trained_keras, float_top1):
+    out = workdir / "exp_cpu.onnx"
+    doc = json.loads(run_cli("export", trained_keras, "--format", "onnx", "--opset", "13", "-o", out,
+                             "--json", check=True).stdout)
+    assert doc["input"]["shape"] == [None, 32, 32, 3] and doc["layout"] == "NHWC"
+    assert doc["opset"] == 13 and doc["check"]["max_abs_diff_vs_keras"] < 1e-4
+    import onnx
+    assert onnx.load(str(out)).graph.input[0].name == "input"
+    r = _profile(out, "--reference", trained_keras)
+    assert r["accuracy"]["top1"] == pytest.approx(float_top1, abs=0.34)
+    assert r["fidelity"]["top1_agreement"] >= 99.6
+
+
+def test_export_jetson_is_nchw_static_with_trtexec_command(workdir, trained_keras, float_top1):
+    out = workdir / "exp_jetson.onnx"
+    doc = json.loads(run_cli("export", trained_keras, "--format", "onnx", "--target", "jetson",
+                             "-o", out, "--json", check=True).stdout)
+    assert doc["input"]["shape"] == [1, 3, 32, 32] and doc["layout"] == "NCHW"
+    assert doc["trtexec"]["fp16"].split() == [
+        "trtexec", "--onnx=exp_jetson.onnx", "--iterations=200", "--warmUp=500", "--duration=0",
+        "--avgRuns=1", "--fp16", "--saveEngine=exp_jetson_fp16.engine"]
+    info = json.loads(run_cli("inspect", out, "--check", "tensorrt", "--json", check=True).stdout)
+    assert info["checks"]["tensorrt"]["unsupported"] == []
+    r = _profile(out)  # the profiler feeds NCHW itself
+    assert r["accuracy"]["top1"] == pytest.approx(float_top1, abs=0.34)
+
+
+def test_export_bad_options_exit_2(workdir, trained_keras, trained_int8):
+    cases = [("--format", "onnx", "--opset", "12"), ("--format", "onnx", "--target", "gpu"),
+             ("--format", "tflite", "--opset", "15"), ("--format", "onnx", "--nchw", "--target", "x")]
+    for extra in cases:
+        proc = run_cli("export", trained_keras, *extra, "-o", workdir / "bad.onnx", "--force")
+        assert proc.returncode == 2, (extra, proc.stderr)
+        assert "Traceback" not in proc.stderr
+    proc = run_cli("export", trained_int8, "--format", "onnx", "-o", workdir / "bad.onnx")
+    assert proc.returncode == 2 and "needs a float Keras model" in proc.stderr
+    assert not (workdir / "bad.onnx").exists()
+
+
+def test_quantize_cpu_uint8_activations_faster_path(workdir, trained_keras, float_top1):
+    out = workdir / "q_cpu.onnx"
+    doc = json.loads(run_cli("quantize", trained_keras, "--format", "onnx", "--mode", "int8",
+                             *CALIB, "-o", out, "--json", check=True).stdout)
+    acts, weights, _ = _zero_points(out)
+    assert acts == {"uint8"} and weights == {"int8"}  # U8S8: onnxruntime's fast CPU path
+    assert doc["stage"]["config"]["scheme"]["activations"].startswith("uint8")
+    assert doc["fidelity_on_calibration"]["top1_agreement"] >= 85
+    sc = doc["speed_check"]  # measured here, both sides in one run
+    assert sc["candidate_ms"] > 0 and sc["baseline_ms"] > 0 and sc["threads"] == 1
+    assert sc["speedup"] == pytest.approx(sc["baseline_ms"] / sc["candidate_ms"], rel=0.01)
+    r = _profile(out, "--reference", trained_keras)
+    assert abs(r["accuracy"]["top1"] - float_top1) <= 4.0
+    assert r["fidelity"]["top1_agreement"] >= 85
+
+
+def test_quantize_tensorrt_is_symmetric_int8_nchw(workdir, trained_keras, float_top1):
+    out = workdir / "q_trt.onnx"
+    doc = json.loads(run_cli("quantize", trained_keras, "--format", "onnx", "--mode", "int8",
+                             "--target", "tensorrt", *CALIB, "-o", out, "--json",
+                             check=True).stdout)
+    acts, weights, all_zero = _zero_points(out)
+    assert acts == {"int8"} and weights == {"int8"} and all_zero  # TensorRT: zero point 0
+    assert doc["input"]["shape"] == [1, 3, 32, 32] and doc["speed_check"] is None
+    info = json.loads(run_cli("inspect", out, "--check", "tensorrt", "--json", check=True).stdout)
+    assert info["checks"]["tensorrt"]["unsupported"] == []
+    r = _profile(out)
+    assert abs(r["accuracy"]["top1"] - float_top1) <= 4.0
+
+
+def test_quantize_nncf_engine_runs_on_the_fast_path(workdir, trained_keras, float_top1):
+    out = workdir / "q_nncf.onnx"
+    run_cli("quantize", trained_keras, "--format", "onnx", "--mode", "int8", "--engine", "nncf",
+            *CALIB, "--no-speed-check", "-o", out, check=True)
+    acts, weights, _ = _zero_points(out)
+    assert acts == {"uint8"} and weights == {"int8"}
+    r = _profile(out)
+    assert abs(r["accuracy"]["top1"] - float_top1) <= 4.0
+    proc = run_cli("quantize", trained_keras, "--format", "onnx", "--mode", "int8", "--engine",
+                   "nncf", "--target", "tensorrt", *CALIB, "-o", workdir / "x.onnx")
+    assert proc.returncode == 2 and "symmetric" in proc.stderr
+
+
+def test_int8_activations_rewritten_to_uint8_exactly():
+    """NNCF's int8 activations become uint8 with zero point + 128: the same real values."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgekit.optimize.onnx_quant import activations_to_uint8
+
+    init = [numpy_helper.from_array(np.array(0.05, np.float32), "s"),
+            numpy_helper.from_array(np.array(-7, np.int8), "zq"),
+            numpy_helper.from_array(np.array(-7, np.int8), "zd")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "zq"], ["q"]),
+             helper.make_node("DequantizeLinear", ["q", "s", "zd"], ["d"]),
+             helper.make_node("Relu", ["d"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [64])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [64])], init,
+                              value_info=[helper.make_tensor_value_info("q", TensorProto.INT8, [64])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = np.linspace(-8, 8, 64, dtype=np.float32)
+
+    def run(m):
+        return ort.InferenceSession(m.SerializeToString()).run(None, {"x": x})[0]
+
+    before = run(model)
+    after_model = activations_to_uint8(onnx.load_from_string(model.SerializeToString()))
+    zps = {i.name: i.data_type for i in after_model.graph.initializer}
+    assert zps["zq"] == zps["zd"] == TensorProto.UINT8
+    np.testing.assert_array_equal(run(after_model), before)
+
+
+def test_quantize_bad_options_exit_2(workdir, trained_keras):
+    base = ["quantize", trained_keras, "-o", workdir / "bad_q.onnx", "--force"]
+    for extra, msg in [(["--format", "onnx", "--mode", "fp16", *CALIB], "--mode"),
+                       (["--format", "onnx", "--mode", "int8"], "--calib"),
+                       (["--format", "onnx", "--mode", "int8", "--engine", "x", *CALIB], "--engine"),
+                       (["--mode", "int8", "--target", "tensorrt", *CALIB], "--target"),
+                       (["--mode", "int8", "--max-drop", "1", *CALIB], "--data"),
+                       (["--mode", "int8", "--max-drop", "-1", "--data", DATA, *CALIB], ">= 0")]:
+        proc = run_cli(*base, *extra)
+        assert proc.returncode == 2 and msg in proc.stderr, (extra, proc.stderr)
+        assert "Traceback" not in proc.stderr
