@@ -46,7 +46,7 @@ def runs(trained_keras, trained_int8, small_keras, workdir):
     bad = workdir / "emu_untrained_int8.tflite"
     run_cli("export", trained_keras, "-o", fp32, "--force", check=True)
     run_cli("quantize", small_keras, "--mode", "int8", "--calib", "fashion-mnist-sample:train",
-            "-o", bad, "--force", check=True)
+            "--no-speed-check", "-o", bad, "--force", check=True)
     out = {}
     for name, model, extra in (("native", trained_int8, ["--reference", fp32]),
                                ("emulated", trained_int8,

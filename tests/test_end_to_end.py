@@ -86,3 +86,13 @@ def test_int8_sidecar_records_lineage(workdir, trained_keras, profiles):
     assert art.meta["input"]["dtype"] == "int8" and "quantization" in art.meta["input"]
     assert art.meta["labels"][0] == "T-shirt/top"
     assert art.meta["preprocessing"]["mean"] == [127.5, 127.5, 127.5]
+
+
+def test_quantize_times_int8_against_float(workdir, profiles):
+    """The speed check after quantizing: both models timed on this machine, in one run."""
+    from edgekit.artifacts import open_artifact
+
+    sc = open_artifact(workdir / "trained_int8.tflite").meta["speed_check"]
+    assert sc["baseline"] == "fp32" and sc["threads"] == 1 and sc["runtime"].startswith("ai_edge_litert")
+    assert sc["candidate_ms"] > 0 and sc["baseline_ms"] > 0
+    assert sc["faster"] == (sc["candidate_ms"] < sc["baseline_ms"])

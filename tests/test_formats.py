@@ -32,7 +32,8 @@ def float_acc(trained_keras):
 def test_tflite_modes_convert_run_and_stay_close(workdir, trained_keras, float_acc, mode, extra,
                                                  precision):
     out = workdir / f"modes_{mode}.tflite"
-    run_cli("quantize", trained_keras, "--mode", mode, *extra, "-o", out, "--force", check=True)
+    run_cli("quantize", trained_keras, "--mode", mode, *extra, "--no-speed-check", "-o", out,
+            "--force", check=True)
     info = json.loads(run_cli("inspect", out, "--json", check=True).stdout)
     assert info["precision"] == precision  # read back from the graph, not the sidecar
     r = _profile(out, "--reference", trained_keras)
@@ -57,7 +58,8 @@ def test_h5_and_savedmodel_sources(workdir, trained_keras):
         assert info["params"] > 0
         out = workdir / f"from_{source.name}.tflite"
         run_cli("quantize", source, "--mode", "int8", "--calib", "fashion-mnist-sample:train",
-                "--calib-size", "50", "--preprocessing", "tf", "-o", out, "--force", check=True)
+                "--calib-size", "50", "--preprocessing", "tf", "--no-speed-check", "-o", out,
+                "--force", check=True)
         assert json.loads(run_cli("inspect", out, "--json", check=True).stdout)["precision"] == "int8"
 
 

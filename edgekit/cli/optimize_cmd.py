@@ -80,6 +80,8 @@ def quantize(
     max_drop: Optional[float] = typer.Option(
         None, "--max-drop", help="Largest top-1 drop (percentage points) allowed on --data; "
         "the most sensitive layers are kept in float until it holds."),
+    max_float_layers: Optional[int] = typer.Option(
+        None, "--max-float-layers", help="With --max-drop: keep at most this many layers in float."),
     keep_float: list[str] = typer.Option([], "--keep-float",
                                          help="Layer/node name to keep in float (repeatable)."),
     speed_check: bool = typer.Option(True, "--speed-check/--no-speed-check",
@@ -120,8 +122,11 @@ def quantize(
     if max_drop is not None:
         from ..optimize.accuracy import accuracy_aware
 
+        if max_float_layers is not None and max_float_layers < 1:
+            raise BadInput(f"--max-float-layers must be at least 1 (got {max_float_layers})")
         with progress_bar("accuracy-aware quantization") as update:
             art = accuracy_aware(entry.load(), source, output, mode, data=data, fmt=fmt,
+                                 max_float_layers=max_float_layers,
                                  max_drop=max_drop, progress=update, **kwargs)
     else:
         with progress_bar(f"calibrating {mode}" if calib else f"converting to {mode}") as update:

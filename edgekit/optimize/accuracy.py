@@ -51,7 +51,7 @@ def accuracy_aware(quantizer: Callable[..., Artifact], source: Artifact, out: Pa
                    data: str, max_drop: float, progress: Progress | None = None,
                    exclude: list[str] | None = None, speed_check: bool = True, threads: int = 1,
                    target: str = "cpu", fmt: str = "tflite", force: bool = False,
-                   **kwargs) -> Artifact:
+                   max_float_layers: int | None = None, **kwargs) -> Artifact:
     from ..runtime.profile import _load_images, input_spec
 
     out = Path(out)
@@ -92,7 +92,7 @@ def accuracy_aware(quantizer: Callable[..., Artifact], source: Artifact, out: Pa
             ranking = _sensitivity(fmt)(source, target=target, unsafe=kwargs.get("unsafe", False),
                                         **{k: kwargs[k] for k in ("calib", "calib_size", "opset")
                                            if k in kwargs})
-            best = _search(attempt, ranking, max_drop) or min(tries, key=lambda t: (t["drop"], t["k"]))
+            best = _search(attempt, ranking[:max_float_layers], max_drop) or min(tries, key=lambda t: (t["drop"], t["k"]))
         return _finish(best, plain, out, float_top1, max_drop, data, ranking, len(tries),
                        force, speed_check and target == "cpu", threads, fmt)
     finally:

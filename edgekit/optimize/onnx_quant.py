@@ -33,9 +33,14 @@ from ..export.onnx import DEFAULT_OPSET, float_onnx, layout, write_onnx
 
 log = logging.getLogger("edgekit")
 
-TARGETS = {"cpu": {"activation": "uint8", "symmetric_activations": False},
-           "tensorrt": {"activation": "int8", "symmetric_activations": True},
-           "jetson": {"activation": "int8", "symmetric_activations": True}}
+# quantize_bias: TensorRT's ONNX parser takes int8 QDQ only (onnxOpImporters.cpp,
+# QuantDequantLinearHelper), so int32 bias DequantizeLinear nodes would be refused: biases stay
+# float and TensorRT folds them itself.
+TARGETS = {"cpu": {"activation": "uint8", "symmetric_activations": False, "quantize_bias": True},
+           "tensorrt": {"activation": "int8", "symmetric_activations": True,
+                        "quantize_bias": False},
+           "jetson": {"activation": "int8", "symmetric_activations": True,
+                      "quantize_bias": False}}
 ENGINES = ("ort", "nncf")
 Progress = Callable[[int, int], None]
 
@@ -96,7 +101,10 @@ def _ort(proto, samples, name, target, exclude, progress):
                             quant_format=QuantFormat.QDQ, per_channel=True, activation_type=act,
                             weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude) or None,
                             extra_options={"ActivationSymmetric": scheme["symmetric_activations"],
-                                           "WeightSymmetric": True})
+                                           "WeightSymmetric": True,
+                                           "QuantizeBias": scheme["quantize_bias"],
+                                           # ORT's note: TensorRT cannot share a QDQ pair
+                                           "DedicatedQDQPair": not scheme["quantize_bias"]})
         finally:
             root.setLevel(level)
         return onnx.load(str(out))

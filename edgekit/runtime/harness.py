@@ -87,7 +87,8 @@ class ONNXModel:
             opts.inter_op_num_threads = 1
         self.sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
         self.inp = self.sess.get_inputs()[0]
-        self.batch = 64
+        static = self.inp.shape[0] if isinstance(self.inp.shape[0], int) else 0
+        self.batch = static if static > 0 else 64  # a static batch (TensorRT exports: 1)
 
     def input_dtype(self):
         return np.dtype({"tensor(float)": "float32", "tensor(uint8)": "uint8",

@@ -1,0 +1,77 @@
+"""Accuracy-aware quantization: the search over layers kept in float, and real runs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import run_cli
+
+DATA = "fashion-mnist-sample:test"
+
+
+def _fake(drops: dict[int, float]):
+    calls = []
+
+    def attempt(layers):
+        calls.append(len(layers))
+        return {"k": len(layers), "drop": drops[len(layers)]}
+    return attempt, calls
+
+
+def test_search_doubles_then_bisects_to_the_fewest_layers():
+    from edgekit.optimize.accuracy import _search
+
+    ranking = [{"name": f"l{i}"} for i in range(10)]
+    attempt, calls = _fake({1: 3.0, 2: 2.0, 4: 1.0, 8: 0.2, 6: 0.4, 5: 0.6, 7: 0.3})
+    best = _search(attempt, ranking, 0.5)
+    assert best["k"] == 6 and calls == [1, 2, 4, 8, 6, 5]
+
+
+def test_search_tries_all_layers_then_reports_none():
+    from edgekit.optimize.accuracy import _search
+
+    ranking = [{"name": f"l{i}"} for i in range(5)]
+    attempt, calls = _fake({1: 3.0, 2: 2.0, 4: 1.0, 5: 0.9})
+    assert _search(attempt, ranking, 0.5) is None and calls == [1, 2, 4, 5]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["tflite", "onnx"])
+def test_max_drop_run_records_what_it_did(workdir, trained_keras, fmt):
+    """A real run with a limit of 0 points; a 10-image calibration makes plain int8 lose
+    accuracy, so the search usually runs. Whatever path it takes, the record must add up."""
+    out = workdir / f"aa.{fmt}"
+    proc = run_cli("quantize", trained_keras, "--format", fmt, "--mode", "int8", "--calib",
+                   "fashion-mnist-sample:train", "--calib-size", "10", "--data", DATA,
+                   "--max-drop", "0", "--max-float-layers", "2", "-o", out, "--force", "--json")
+    assert proc.returncode in (0, 1), proc.stderr[-2000:]
+    assert out.exists() and not list(workdir.glob(f".aa.try*"))  # no half-written leftovers
+    meta = json.loads(out.with_name(out.name + ".json").read_text())
+    rec = meta["accuracy_aware"]
+    assert rec["drop"] == pytest.approx(rec["float_top1"] - rec["top1"])
+    assert rec["met"] == (rec["drop"] <= 0) == (proc.returncode == 0)
+    assert rec["int8_top1"] <= 100 and 1 <= rec["tries"] <= 4 and len(rec["float_layers"]) <= 2
+    if rec["int8_top1"] < rec["float_top1"]:  # plain int8 lost accuracy: layers were ranked
+        assert rec["ranking"] and rec["tries"] > 1
+        assert rec["drop"] <= rec["float_top1"] - rec["int8_top1"]  # never worse than plain
+    if rec["float_layers"]:
+        assert meta["precision"] == "mixed" and set(rec["float_layers"]) <= {
+            r["name"] for r in rec["ranking"]} | set(rec["float_layers"])
+        if fmt == "tflite":
+            info = json.loads(run_cli("inspect", out, "--json", check=True).stdout)
+            assert info["precision"] == "mixed"
+        assert rec["latency_cost"]["mixed_ms"] > 0 and rec["latency_cost"]["int8_ms"] > 0
+
+
+def test_max_drop_needs_labels(tmp_path, trained_keras):
+    import numpy as np
+
+    unlabelled = tmp_path / "x.npz"
+    np.savez(unlabelled, x=np.zeros((4, 28, 28), np.uint8))
+    proc = run_cli("quantize", trained_keras, "--mode", "int8", "--calib",
+                   "fashion-mnist-sample:train", "--data", unlabelled, "--max-drop", "1",
+                   "-o", tmp_path / "o.tflite")
+    assert proc.returncode == 2, proc.stderr
+    assert not (tmp_path / "o.tflite").exists()
