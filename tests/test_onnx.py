@@ -170,3 +170,21 @@ def test_quantize_bad_options_exit_2(workdir, trained_keras):
         proc = run_cli(*base, *extra)
         assert proc.returncode == 2 and msg in proc.stderr, (extra, proc.stderr)
         assert "Traceback" not in proc.stderr
+
+
+def test_gpu_provider_refused_where_onnxruntime_has_none(workdir, trained_keras, trained_int8):
+    """This machine's onnxruntime has no CUDA provider: a real absence, reported (exit 3)
+    instead of onnxruntime's silent fall-back to the CPU."""
+    out = workdir / "exp_jetson.onnx"
+    if not out.exists():
+        run_cli("export", trained_keras, "--format", "onnx", "--target", "jetson", "-o", out,
+                check=True)
+    import onnxruntime as ort
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this machine has onnxruntime-gpu")
+    proc = run_cli("profile", out, "--provider", "cuda", "--runs", "2")
+    assert proc.returncode == 3 and "no CUDAExecutionProvider" in proc.stderr
+    proc = run_cli("profile", trained_int8, "--provider", "tensorrt", "--runs", "2")
+    assert proc.returncode == 2 and "applies to .onnx models" in proc.stderr
+    r = json.loads(run_cli("profile", out, "--runs", "2", "--json", check=True).stdout)
+    assert r["provenance"]["execution_providers"] == ["CPUExecutionProvider"]

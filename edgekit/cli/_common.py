@@ -116,9 +116,32 @@ def make_runner(runner: Optional[str], host: Optional[str], port: Optional[int],
                 identity: Optional[Path], ssh_options: list[str], remote_python: str,
                 device=None, serial: Optional[str] = None,
                 benchmark_binary: Optional[Path] = None, accelerator: str = "cpu",
-                engine: str = "harness", trtexec: Optional[str] = None):
+                engine: str = "harness", trtexec: Optional[str] = None, provider: str = "cpu"):
     """The Runner the options name: --runner, else ssh when --host is given, adb when
     --serial is, else the one the device profile names (``runner:``), else local."""
+    from ..errors import BadInput
+
+    if provider not in ORT_PROVIDERS:
+        raise BadInput(f"unknown --provider '{provider}' (known: {', '.join(ORT_PROVIDERS)})")
+    runner = _make_runner(runner, host, port, identity, ssh_options, remote_python, device,
+                          serial, benchmark_binary, accelerator, engine, trtexec)
+    if provider != "cpu" and runner.name not in ("local", "ssh"):
+        raise BadInput(f"--provider {provider} applies to onnxruntime on the local or ssh "
+                       f"runner, not {runner.name}")
+    runner.providers = ORT_PROVIDERS[provider]
+    return runner
+
+
+# onnxruntime execution providers by --provider; the CPU stays last for the nodes a GPU
+# provider does not take, as onnxruntime's documentation lists them
+ORT_PROVIDERS = {"cpu": None,
+                 "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+                 "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider",
+                              "CPUExecutionProvider"]}
+
+
+def _make_runner(runner, host, port, identity, ssh_options, remote_python, device, serial,
+                 benchmark_binary, accelerator, engine, trtexec):
     from ..errors import BadInput
     from ..registry import RUNNERS
 

@@ -34,6 +34,9 @@ def profile(
                                "interpreter) or tensorrt (trtexec on a Jetson, .onnx, --host)."),
     trtexec: Optional[str] = typer.Option(None, help="Path of trtexec on the device (default: "
                                           "PATH, then /usr/src/tensorrt/bin/trtexec)."),
+    provider: str = typer.Option("cpu", "--provider",
+                                 help="onnxruntime execution provider for .onnx models: cpu, "
+                                      "cuda or tensorrt (needs onnxruntime-gpu where it runs)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all cores)."),
     runs: int = typer.Option(100, "--runs", help="Timed runs (batch 1)."),
     warmup: int = typer.Option(10, "--warmup", help="Untimed warm-up runs."),
@@ -55,7 +58,7 @@ def profile(
         from ..errors import BadInput
         raise BadInput(f"--accelerator must be cpu or gpu (got {accelerator})")
     the_runner = make_runner(runner, host, port, identity, ssh_option, remote_python, profile_,
-                             serial, benchmark_binary, accelerator, engine, trtexec)
+                             serial, benchmark_binary, accelerator, engine, trtexec, provider)
     if output:
         check_output(output, force)
     art = open_artifact(model)

@@ -78,14 +78,21 @@ class TFLiteModel:
 
 
 class ONNXModel:
-    def __init__(self, path, threads):
+    def __init__(self, path, threads, providers=None):
         import onnxruntime as ort
         self.runtime, self.version = "onnxruntime", ort.__version__
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
-        self.sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+        providers = providers or ["CPUExecutionProvider"]
+        missing = [p for p in providers if p not in ort.get_available_providers()]
+        if missing:  # onnxruntime would fall back to the CPU silently: refuse instead
+            raise SystemExit(f"onnxruntime {ort.__version__} here has no {', '.join(missing)} "
+                             f"(available: {', '.join(ort.get_available_providers())}); "
+                             "install onnxruntime-gpu (Jetson: NVIDIA's build)")
+        self.sess = ort.InferenceSession(path, opts, providers=providers)
+        self.providers = self.sess.get_providers()  # what the session really uses
         self.inp = self.sess.get_inputs()[0]
         static = self.inp.shape[0] if isinstance(self.inp.shape[0], int) else 0
         self.batch = static if static > 0 else 64  # a static batch (TensorRT exports: 1)
@@ -145,7 +152,8 @@ def run(job):
     threads = job.get("threads") or os.cpu_count() or 1  # default: every core of this machine
     rss_start = rss_mb()
     t0 = time.perf_counter()
-    model = RUNTIMES[job["format"]](job["model"], threads)
+    extra = {"providers": job["providers"]} if job.get("providers") else {}
+    model = RUNTIMES[job["format"]](job["model"], threads, **extra)
     init_ms = (time.perf_counter() - t0) * 1000.0
     rss_loaded = rss_mb()
     dtype, quant = model.input_dtype(), model.input_quant()
@@ -180,6 +188,7 @@ def run(job):
         "rss_start_mb": rss_start, "rss_loaded_mb": rss_loaded,
         "peak_rss_timing_mb": peak_after_timing, "peak_rss_mb": peak_rss_mb(),
         "n_outputs": n_out, "machine": platform.machine(), "cpu": cpu_name(),
+        "execution_providers": getattr(model, "providers", None),
         "llc_bytes": llc_bytes(),
         "cores": os.cpu_count(), "python": platform.python_version(),
         "numpy": np.__version__, "system": platform.platform(),

@@ -49,7 +49,8 @@ class LocalRunner(Runner):
         self.job = {"model": self._inside(self._stage_model(Path(artifact.path))),
                     "format": artifact.format, "input_shape": [1, *input_shape[1:]],
                     "preprocessing": preprocessing, "nchw": nchw,
-                    "out": self._inside(self.workdir)}
+                    "out": self._inside(self.workdir),
+                    "providers": getattr(self, "providers", None)}
 
     def _call(self, **job: Any) -> dict[str, Any]:
         assert self.workdir is not None, "prepare() first"

@@ -76,6 +76,9 @@ def profile(artifact: Artifact, runner: Runner, *, data: str | None = None,
     if artifact.format not in formats:
         raise BadInput(f"the {runner.name} runner runs {', '.join(formats)} models, not "
                        f"{artifact.format}")
+    if getattr(runner, "providers", None) and artifact.format != "onnx":
+        raise BadInput(f"--provider picks an onnxruntime execution provider: it applies to "
+                       f".onnx models, not {artifact.format}")
     shape, nchw = input_spec(artifact)
     prep = resolve_preprocessing(artifact, preprocessing)
     if reference is not None:
@@ -164,6 +167,8 @@ def _document(artifact: Artifact, runner: Runner, timing: dict, threads: int | N
         "provenance": {"measured": f"{runner.name} runner on {timing['cpu']}",
                        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                        "runtime": timing["runtime"], "runtime_version": timing["runtime_version"],
+                       **({"execution_providers": timing["execution_providers"]}
+                          if timing.get("execution_providers") else {}),
                        "python": timing["python"], "numpy": timing["numpy"],
                        "host_python": platform.python_version(), "tools": tool_versions()},
     }

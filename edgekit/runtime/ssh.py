@@ -150,7 +150,8 @@ class SSHRunner(Runner):
         self._put(harness_path().read_bytes(), "harness.py")
         self.job = {"model": model, "format": artifact.format, "precision": artifact.precision,
                     "input_shape": [1, *input_shape[1:]], "preprocessing": preprocessing,
-                    "nchw": nchw, "out": self.remote}
+                    "nchw": nchw, "out": self.remote,
+                    "providers": getattr(self, "providers", None)}
 
     def _call(self, **job: Any) -> dict[str, Any]:
         assert self.remote is not None, "prepare() first"
