@@ -7,7 +7,8 @@ and the latency cost of the layers it keeps in float, for TFLite and for ONNX.
    tests/conftest.py trains (Adam, BN momentum 0.9; here with a cosine-decayed rate); the
    sidecar (child_meta/write_sidecar) carries preprocessing and labels. Cached in the output
    folder and reused while the training settings are the same (--retrain to redo it).
-2. Per format, the real CLI in child processes:
+2. ``edgekit profile B0.keras --data TEST`` for the float top-1 (Keras in the harness); then
+   per format, the real CLI in child processes:
    - ``edgekit quantize B0.keras --mode int8 --calib fashion-mnist:train -o plain --json``,
      then ``edgekit profile plain --data TEST --json`` for its top-1 (plain int8);
    - ``edgekit quantize B0.keras --mode int8 --calib fashion-mnist:train --data TEST

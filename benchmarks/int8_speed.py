@@ -7,7 +7,8 @@ Per model, from one float ONNX export (edgekit's ``float_onnx``, target cpu, ops
   per-tensor activations: ``quantize_proto(..., engine="ort")``);
 - edgekit's ONNX int8, engine nncf (per-tensor activations, rewritten to uint8);
 - NNCF's default output: ``nncf.quantize(proto, nncf.Dataset(...))`` with no other argument,
-  saved as is (if onnxruntime refuses to load it, that is the result, with its error);
+  saved as is (if onnxruntime refuses to load or run it, that is the result, with the
+  first line of its error);
 - NNCF with per-tensor activations but without edgekit's uint8 rewrite, which separates what
   the rewrite buys from what per-tensor scales buy;
 - ORT's defaults: ``onnxruntime.quantization.quantize_static(float, out, reader)`` with every
@@ -167,7 +168,7 @@ def make_variants(family: str, d: Path, n_calib: int, seed: int = 0) -> dict[str
             facts["scheme"] = scheme(path)
             err = loads_in_ort(path, shape)
             if err:
-                facts["error"] = f"does not load in onnxruntime: {err}"
+                facts["error"] = err
         out[key] = facts
         print(f"  {family} {key}: {facts['make_s']:.1f} s"
               + (f" -- {short(facts['error'])}" if facts["error"] else ""), flush=True)
@@ -257,6 +258,7 @@ def main() -> None:
                      for f in args.models}
     spreads: dict = {f: {t: {k: [] for k, _, _ in VARIANTS} for t in args.threads}
                      for f in args.models}
+    load: list[dict] = []  # other processes may share the CPU: keep a trace of the load
     t1 = time.perf_counter()
     for r in range(args.rounds):
         for threads in args.threads:
@@ -275,7 +277,10 @@ def main() -> None:
                     spreads[family][threads][key].append(round(t["spread_pct"], 1))
                     cpu = cpu or t["cpu"]
                     runtimes[runtime] = f"{t['runtime']} {t['runtime_version']}"
-            print(f"round {r + 1}/{args.rounds}, {threads} thread(s) timed", flush=True)
+            load.append({"round": r + 1, "threads": threads, "loadavg_1min": os.getloadavg()[0],
+                         "at": time.strftime("%H:%M:%S")})
+            print(f"round {r + 1}/{args.rounds}, {threads} thread(s) timed "
+                  f"(load average {load[-1]['loadavg_1min']:.2f})", flush=True)
     time_s = time.perf_counter() - t1
     ended = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     load_end = os.getloadavg()
@@ -326,7 +331,8 @@ def main() -> None:
                       f"{row['speedup_vs_fp32']:>10.2f}{sch_s}")
     doc = {"benchmark": "int8_speed", "machine": machine(), "cpu": cpu, "runtimes": runtimes,
            "versions": versions, "started": started, "ended": ended,
-           "loadavg_start": load_start, "loadavg_end": load_end, "rounds": args.rounds,
+           "loadavg_start": load_start, "loadavg_end": load_end, "loadavg_rounds": load,
+           "rounds": args.rounds,
            "threads": args.threads, "calib_samples": args.calib, "calib": "uniform [-1, 1]",
            "resolution": RESOLUTION, "classes": CLASSES, "build_s": round(build_s, 1),
            "timing_s": round(time_s, 1), "variants": variants, "results": results}

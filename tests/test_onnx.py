@@ -110,6 +110,7 @@ def test_quantize_tensorrt_is_symmetric_int8_nchw(workdir, trained_keras, float_
     acts, weights, all_zero = _zero_points(out)
     assert acts == {"int8"} and weights == {"int8"} and all_zero  # TensorRT: zero point 0
     assert doc["input"]["shape"] == [1, 3, 32, 32] and doc["speed_check"] is None
+    assert doc["trtexec"]["int8"].endswith("--int8 --fp16 --saveEngine=q_trt_int8.engine")
     info = json.loads(run_cli("inspect", out, "--check", "tensorrt", "--json", check=True).stdout)
     assert info["checks"]["tensorrt"]["unsupported"] == []
     r = _profile(out)

@@ -12,7 +12,6 @@ transpose the input to NCHW):
 from __future__ import annotations
 
 import logging
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -175,15 +174,3 @@ def export_onnx(source: Artifact, out: Path, force: bool = False, unsafe: bool =
 
         facts["trtexec"] = {p: " ".join(build_command(Path(out).name, p)) for p in ("fp16", "fp32")}
     return write_onnx(proto, source, out, force, "export", config, "fp32", **facts)
-
-
-def save_temp(proto) -> Path:
-    """Write ``proto`` to a temporary file (the caller deletes it)."""
-    import onnx
-
-    fd, name = tempfile.mkstemp(prefix="edgekit-", suffix=".onnx")
-    import os
-
-    os.close(fd)
-    onnx.save(proto, name)
-    return Path(name)

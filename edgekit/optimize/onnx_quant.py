@@ -214,6 +214,10 @@ def quantize_onnx(source: Artifact, out: Path, mode: str = "int8", calib: str | 
                             else "asymmetric")}}
     if exclude:
         config["float_nodes"] = list(exclude)
+    if target != "cpu":  # how to build and time the int8 engine on the Jetson
+        from ..runtime.trtexec import build_command
+
+        facts["trtexec"] = {"int8": " ".join(build_command(Path(out).name, "int8"))}
     art = write_onnx(qproto, source, out, force, "quantize", config, "int8", **facts)
     if speed_check and target == "cpu":
         import onnx
