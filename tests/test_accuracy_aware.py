@@ -63,6 +63,16 @@ def test_max_drop_run_records_what_it_did(workdir, trained_keras, fmt):
             info = json.loads(run_cli("inspect", out, "--json", check=True).stdout)
             assert info["precision"] == "mixed"
         assert rec["latency_cost"]["mixed_ms"] > 0 and rec["latency_cost"]["int8_ms"] > 0
+    if fmt == "onnx":  # every node it says it kept in float is in the graph, unquantized
+        import onnx
+
+        g = onnx.load(str(out)).graph
+        producer = {o: n for n in g.node for o in n.output}
+        nodes = {n.name: n for n in g.node}
+        for name in meta["stage"]["config"].get("float_nodes", []):
+            ins = nodes[name].input
+            assert not any(i in producer and producer[i].op_type == "DequantizeLinear"
+                           for i in ins), name
 
 
 def test_max_drop_needs_labels(tmp_path, trained_keras):

@@ -12,7 +12,7 @@ from conftest import run_cli
 
 pytestmark = pytest.mark.slow
 DATA = "fashion-mnist-sample:test"
-CALIB = ["--calib", "fashion-mnist-sample:train", "--calib-size", "100"]
+CALIB = ["--calib", "fashion-mnist-sample:train", "--calib-size", "200"]
 
 
 def _profile(path, *extra):
@@ -93,7 +93,8 @@ def test_quantize_cpu_uint8_activations_faster_path(workdir, trained_keras, floa
     acts, weights, _ = _zero_points(out)
     assert acts == {"uint8"} and weights == {"int8"}  # U8S8: onnxruntime's fast CPU path
     assert doc["stage"]["config"]["scheme"]["activations"].startswith("uint8")
-    assert doc["fidelity_on_calibration"]["top1_agreement"] >= 85
+    # the fixture model is only ~50% accurate (one minute of training): many near-ties
+    assert doc["fidelity_on_calibration"]["top1_agreement"] >= 75
     sc = doc["speed_check"]  # measured here, both sides in one run
     assert sc["candidate_ms"] > 0 and sc["baseline_ms"] > 0 and sc["threads"] == 1
     assert sc["speedup"] == pytest.approx(sc["baseline_ms"] / sc["candidate_ms"], rel=0.01)
@@ -189,3 +190,20 @@ def test_gpu_provider_refused_where_onnxruntime_has_none(workdir, trained_keras,
     assert proc.returncode == 2 and "applies to .onnx models" in proc.stderr
     r = json.loads(run_cli("profile", out, "--runs", "2", "--json", check=True).stdout)
     assert r["provenance"]["execution_providers"] == ["CPUExecutionProvider"]
+
+
+def test_conversions_name_nodes_the_same_way(trained_keras):
+    """Node exclusion names nodes: tf2onnx's generated names must not drift between
+    conversions in one process (they come from a process-wide counter)."""
+    from edgekit.export.onnx import keras_to_onnx
+    from edgekit.models.load import load_keras
+
+    model = load_keras(trained_keras)
+    names = [[n.name for n in keras_to_onnx(model).graph.node] for _ in range(2)]
+    assert names[0] == names[1] and any("__" in n for n in names[0])
+
+
+def test_unknown_keep_float_node_exits_2(workdir, trained_keras):
+    proc = run_cli("quantize", trained_keras, "--format", "onnx", "--mode", "int8", *CALIB,
+                   "--keep-float", "no_such_node", "-o", workdir / "kf.onnx", "--force")
+    assert proc.returncode == 2 and "no node named 'no_such_node'" in proc.stderr

@@ -68,6 +68,28 @@ def keras_to_onnx(model, opset: int = DEFAULT_OPSET, nchw: bool = False, static:
         import onnxslim
 
         proto = onnxslim.slim(proto)
+    return _stable_names(proto)
+
+
+def _stable_names(proto):
+    """Renumber the names tf2onnx gives the nodes it inserts (``Conv__345``) in graph order:
+    its counter is process-wide and drifts between conversions, and excluding nodes from
+    quantization goes by name."""
+    import re
+    from collections import Counter
+
+    taken = {n.name for n in proto.graph.node}
+    seen: Counter = Counter()
+    for n in proto.graph.node:
+        m = re.fullmatch(r"(.*)__\d+", n.name)
+        if m:
+            seen[m.group(1)] += 1
+            name = f"{m.group(1)}__{seen[m.group(1)]}"
+            while name in taken and name != n.name:
+                seen[m.group(1)] += 1
+                name = f"{m.group(1)}__{seen[m.group(1)]}"
+            taken.add(name)
+            n.name = name
     return proto
 
 

@@ -75,8 +75,8 @@ def accuracy_aware(quantizer: Callable[..., Artifact], source: Artifact, out: Pa
         art = quantizer(source, path, mode, exclude=nodes, speed_check=False, force=True,
                         target=target, **kwargs)
         top1 = _top1(art, images, labels, prep)
-        t = {"art": art, "k": len(layers), "layers": [r["name"] for r in layers], "top1": top1,
-             "drop": float_top1 - top1}
+        t = {"art": art, "k": len(layers), "layers": [r["name"] for r in layers],
+             "top1": round(top1, 4), "drop": round(float_top1 - top1, 4)}
         tries.append(t)
         step[0] += 1
         if progress:
@@ -92,7 +92,10 @@ def accuracy_aware(quantizer: Callable[..., Artifact], source: Artifact, out: Pa
             ranking = _sensitivity(fmt)(source, target=target, unsafe=kwargs.get("unsafe", False),
                                         **{k: kwargs[k] for k in ("calib", "calib_size", "opset")
                                            if k in kwargs})
-            best = _search(attempt, ranking[:max_float_layers], max_drop) or min(tries, key=lambda t: (t["drop"], t["k"]))
+            # everything in float is the float model (and TensorFlow's debugger refuses to
+            # build a model with nothing quantized): stop one layer short of it
+            cap = min(len(ranking) - 1, max_float_layers or len(ranking))
+            best = _search(attempt, ranking[:cap], max_drop) or min(tries, key=lambda t: (t["drop"], t["k"]))
         return _finish(best, plain, out, float_top1, max_drop, data, ranking, len(tries),
                        force, speed_check and target == "cpu", threads, fmt)
     finally:
@@ -130,7 +133,7 @@ def _finish(best: dict, plain: dict, out: Path, float_top1: float, max_drop: flo
     from .speed import compare_speed, record_speed
 
     met = best["drop"] <= max_drop
-    record = {"data": data, "max_drop": max_drop, "float_top1": float_top1,
+    record = {"data": data, "max_drop": max_drop, "float_top1": round(float_top1, 4),
               "int8_top1": plain["top1"], "top1": best["top1"], "drop": best["drop"],
               "met": met, "float_layers": best["layers"], "tries": n_tries,
               "ranking": [{k: r[k] for k in ("name", "error", "metric")} for r in ranking[:20]]}

@@ -76,6 +76,11 @@ def quantize_proto(proto, samples: np.ndarray, target: str = "cpu", engine: str 
         raise BadInput(f"unknown ONNX quantization engine '{engine}' (known: {', '.join(ENGINES)})")
     name = next(i.name for i in proto.graph.input
                 if i.name not in {t.name for t in proto.graph.initializer})
+    unknown = sorted(set(exclude) - {n.name for n in proto.graph.node})
+    if unknown:  # quantizers ignore unknown names: say so rather than quantize them
+        raise BadInput(f"no node named {unknown[0]!r} in the ONNX graph"
+                       + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""),
+                       hint="edgekit inspect MODEL.onnx --layers lists node names")
     if engine == "nncf":
         if TARGETS[target]["symmetric_activations"]:
             raise BadInput("--engine nncf is for --target cpu; TensorRT needs symmetric int8 "
