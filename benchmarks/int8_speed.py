@@ -57,22 +57,9 @@ BASELINE = {"onnx": "onnx_fp32", "tflite": "tflite_fp32"}
 
 
 def _reader(samples, name):
-    from onnxruntime.quantization import CalibrationDataReader
+    from edgekit.optimize.onnx_quant import _reader as edgekit_reader
 
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.i = 0
-
-        def get_next(self):
-            if self.i >= len(samples):
-                return None
-            self.i += 1
-            return {name: samples[self.i - 1:self.i]}
-
-        def rewind(self):
-            self.i = 0
-
-    return Reader()
+    return edgekit_reader(samples, name, None)  # the same calibration reader edgekit uses
 
 
 def scheme(path: Path) -> dict:
