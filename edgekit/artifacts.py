@@ -196,6 +196,13 @@ def write_sidecar(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
     return full
 
 
+def update_sidecar(art: Artifact, **facts: Any) -> Artifact:
+    """Add ``facts`` to the sidecar of an artifact edgekit wrote (hash and size recomputed)."""
+    keep = {k: v for k, v in art.meta.items() if k not in ("sha256", "size_bytes", "schema", "file")}
+    art.meta = write_sidecar(art.path, {**keep, **facts})
+    return art
+
+
 def child_meta(parent: Artifact, stage: str, config: dict[str, Any], **facts: Any) -> dict:
     """Sidecar content for an artifact made from ``parent`` by ``stage``."""
     inherited = {k: parent.meta[k] for k in ("preprocessing", "labels", "spec") if k in parent.meta}

@@ -24,6 +24,15 @@ def run_cli(*args: str, check: bool = False, env: dict | None = None) -> subproc
     return proc
 
 
+def profile_json(path, *extra: str, data: str = "fashion-mnist-sample:test", runs: int = 5) -> dict:
+    """``edgekit profile`` on 300 class-balanced images, 1 thread, as a parsed document."""
+    import json
+
+    proc = run_cli("profile", path, "--data", data, "--limit", "300", "--runs", str(runs),
+                   "--warmup", "1", "--threads", "1", "--json", *extra, check=True)
+    return json.loads(proc.stdout)
+
+
 @pytest.fixture(scope="session")
 def workdir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("models")

@@ -7,16 +7,14 @@ import json
 
 import pytest
 
-from conftest import run_cli
+from conftest import profile_json, run_cli
 
 pytestmark = pytest.mark.slow
 DATA = "fashion-mnist-sample:test"
 
 
 def _profile(path, *extra):
-    proc = run_cli("profile", path, "--data", DATA, "--limit", "300", "--runs", "5",
-                   "--warmup", "1", "--threads", "1", "--json", *extra, check=True)
-    return json.loads(proc.stdout)
+    return profile_json(path, *extra)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import profile_json, run_cli
 
 pytestmark = pytest.mark.slow
 DATA = "fashion-mnist-sample:test"
@@ -16,9 +16,7 @@ CALIB = ["--calib", "fashion-mnist-sample:train", "--calib-size", "200"]
 
 
 def _profile(path, *extra):
-    proc = run_cli("profile", path, "--data", DATA, "--limit", "300", "--runs", "3",
-                   "--warmup", "1", "--threads", "1", "--json", *extra, check=True)
-    return json.loads(proc.stdout)
+    return profile_json(path, *extra, runs=3)
 
 
 @pytest.fixture(scope="module")

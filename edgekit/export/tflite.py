@@ -14,7 +14,8 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from ..artifacts import Artifact, atomic_path, child_meta, tool_versions, write_sidecar
+from ..artifacts import (Artifact, atomic_path, child_meta, tool_versions, update_sidecar,
+                         write_sidecar)
 from ..errors import BadInput, EdgekitError
 from ..models.load import load_keras, quiet_tensorflow
 
@@ -202,6 +203,4 @@ def record_gpu_check(art: Artifact) -> Artifact:
             "%d op(s) would not run on the GPU delegate; about %.1f%% of MACs stay on the CPU "
             "(edgekit inspect %s --check gpu)", len(result["unsupported"]),
             100 * result.get("cpu_macs_share", 0), art.path)
-    meta = {k: v for k, v in art.meta.items() if k not in ("sha256", "size_bytes", "schema", "file")}
-    art.meta = write_sidecar(art.path, {**meta, "compat": result})
-    return art
+    return update_sidecar(art, compat=result)

@@ -20,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..artifacts import Artifact, sidecar_path, write_sidecar
+from ..artifacts import Artifact, sidecar_path, update_sidecar
 from ..errors import BadInput, GateFailed
 
 log = logging.getLogger("edgekit")
@@ -147,11 +147,9 @@ def _finish(best: dict, plain: dict, out: Path, float_top1: float, max_drop: flo
     if Path(out).exists() and not force:
         raise BadInput(f"{out} exists (use --force to overwrite)")
     os.replace(art.path, out)
-    meta = {k: v for k, v in art.meta.items() if k not in ("sha256", "size_bytes", "schema", "file")}
-    if best["layers"]:
-        meta["precision"] = "mixed"
-    final = Artifact(path=Path(out), format=art.format,
-                     meta=write_sidecar(out, {**meta, "accuracy_aware": record}))
+    final = update_sidecar(Artifact(path=Path(out), format=art.format, meta=art.meta),
+                           accuracy_aware=record,
+                           **({"precision": "mixed"} if best["layers"] else {}))
     if speed_check:
         final = _float_speed(final, fmt, threads, record_speed)
     if not met:

@@ -38,9 +38,8 @@ log = logging.getLogger("edgekit")
 # float and TensorRT folds them itself.
 TARGETS = {"cpu": {"activation": "uint8", "symmetric_activations": False, "quantize_bias": True},
            "tensorrt": {"activation": "int8", "symmetric_activations": True,
-                        "quantize_bias": False},
-           "jetson": {"activation": "int8", "symmetric_activations": True,
-                      "quantize_bias": False}}
+                        "quantize_bias": False}}
+TARGETS["jetson"] = TARGETS["tensorrt"]
 ENGINES = ("ort", "nncf")
 Progress = Callable[[int, int], None]
 

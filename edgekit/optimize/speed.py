@@ -52,7 +52,7 @@ def record_speed(art: Artifact, write_float: Callable[[Path], None], threads: in
     result in ``art``'s sidecar and warn when the quantized model is not faster."""
     import tempfile
 
-    from ..artifacts import write_sidecar
+    from ..artifacts import update_sidecar
 
     with tempfile.TemporaryDirectory(prefix="edgekit-fp-") as tmp:
         fpath = Path(tmp) / f"float{art.path.suffix}"
@@ -62,6 +62,4 @@ def record_speed(art: Artifact, write_float: Callable[[Path], None], threads: in
     hint = (f"; edgekit inspect {art.path} --check xnnpack lists the ops XNNPACK does not run "
             "in int8" if art.format == "tflite" and art.meta.get("precision") == "int8" else "")
     warn_if_slower(check, f"{art.path.name} ({art.meta.get('precision')})", hint)
-    meta = {k: v for k, v in art.meta.items() if k not in ("sha256", "size_bytes", "schema", "file")}
-    art.meta = write_sidecar(art.path, {**meta, "speed_check": check})
-    return art
+    return update_sidecar(art, speed_check=check)
