@@ -20,7 +20,7 @@ import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -188,20 +188,27 @@ def to_model_input(images_uint8: np.ndarray, preprocessing: dict) -> np.ndarray:
     x = np.asarray(images_uint8)
     if x.dtype != np.uint8:
         raise BadInput(f"model input must be built from uint8 images, not {x.dtype}")
-    channels = x.shape[-1]
-    if str(preprocessing.get("channel_order", "RGB")).upper() == "BGR" and channels == 3:
-        x = x[..., ::-1]
-    x = x.astype(np.float32)
+    return normaliser(preprocessing, x.shape[-1])(x.astype(np.float32))
+
+
+def normaliser(preprocessing: dict, channels: int) -> Callable[[Any], Any]:
+    """The function from float pixels 0..255 to model input that ``preprocessing`` names: the
+    one reading of a preprocessing dict, shared by ``to_model_input`` (numpy) and the training
+    pipeline (TensorFlow tensors; it uses only arithmetic and slicing)."""
+    bgr = str(preprocessing.get("channel_order", "RGB")).upper() == "BGR" and channels == 3
     if "mean" in preprocessing or "std" in preprocessing:
         mean = _per_channel(preprocessing.get("mean", [0.0]), channels, "mean")
         std = _per_channel(preprocessing.get("std", [1.0]), channels, "std")
         if np.any(std == 0):
             raise BadInput(f"preprocessing std must not be zero: {preprocessing['std']}")
-        return (x - mean) / std
-    if "scale" in preprocessing or "offset" in preprocessing:
+        affine = lambda x: (x - mean) / std  # noqa: E731
+    elif "scale" in preprocessing or "offset" in preprocessing:
         scale = _per_channel(preprocessing.get("scale", 1.0), channels, "scale")
-        return x * scale + _per_channel(preprocessing.get("offset", 0.0), channels, "offset")
-    raise BadInput(f"preprocessing needs mean and std (or scale and offset): {preprocessing}")
+        offset = _per_channel(preprocessing.get("offset", 0.0), channels, "offset")
+        affine = lambda x: x * scale + offset  # noqa: E731
+    else:
+        raise BadInput(f"preprocessing needs mean and std (or scale and offset): {preprocessing}")
+    return (lambda x: affine(x[..., ::-1])) if bgr else affine
 
 
 def _per_channel(value, channels: int, what: str) -> np.ndarray:

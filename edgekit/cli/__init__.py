@@ -10,8 +10,7 @@ import typer
 
 from ..errors import EdgekitError, ExitCode
 from . import (calibrate_cmd, compare_cmd, devices_cmd, doctor, emulator_cmd, inspect_cmd,
-               optimize_cmd, profile_cmd,
-               scale_cmd, zoo)
+               optimize_cmd, profile_cmd, scale_cmd, train_cmd, zoo)
 from ._common import console, setup_logging
 
 app = typer.Typer(
@@ -27,6 +26,8 @@ app.command("doctor")(doctor.doctor)
 app.add_typer(zoo.app, name="zoo")
 app.add_typer(devices_cmd.app, name="devices")
 app.command("inspect")(inspect_cmd.inspect)
+app.command("prune")(train_cmd.prune)
+app.command("finetune")(train_cmd.finetune)
 app.command("quantize")(optimize_cmd.quantize)
 app.command("export")(optimize_cmd.export)
 app.command("profile")(profile_cmd.profile)

@@ -21,7 +21,7 @@ def _open_source(model: Path, preprocessing: Optional[str]):
 
 
 def _report(art, json_out: bool, what: str) -> None:
-    doc = {"schema": f"edgekit.{what}/1", "output": str(art.path), **art.meta}
+    doc = {**art.meta, "schema": f"edgekit.{what}/1", "path": str(art.path)}
     if json_out:
         emit_json(doc)
         return

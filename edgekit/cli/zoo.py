@@ -57,7 +57,7 @@ def build(
     with console.status(f"building {family}"):
         art = build_artifact(family, output, width=width, depth=depth, resolution=resolution,
                              classes=classes, dropout=dropout, seed=seed, force=force)
-    doc = {"schema": "edgekit.zoo.build/1", "output": str(output), **art.meta}
+    doc = {**art.meta, "schema": "edgekit.zoo.build/1", "path": str(output)}
     if json_out:
         emit_json(doc)
         return

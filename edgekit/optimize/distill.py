@@ -1,0 +1,151 @@
+"""``edgekit finetune``: transfer learning (a new head, frozen layers, an unfreeze schedule),
+augmentation, and knowledge distillation from a teacher, on top of ``optimize.train``."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from ..artifacts import Artifact, check_output, open_artifact
+from ..errors import BadInput
+from ..models.load import import_keras, keras_input_hwc, load_keras
+from .train import (Teacher, TrainData, View, classifier_parts, fit, load_train_data,
+                    output_classes, parse_augment)
+
+
+def source_spec(art: Artifact):
+    """The zoo architecture spec recorded in ``art``'s sidecar, or None."""
+    from ..models.spec import spec_from_dict
+
+    return spec_from_dict(art.meta["spec"]) if art.meta.get("spec") else None
+
+
+def new_head(probs_model, classes: int) -> tuple[Any, Any]:
+    """Replace the classifier with a fresh ``logits`` Dense of ``classes`` units and a
+    ``predictions`` softmax, fed by whatever fed the old one (flattened if it was a 1x1 conv,
+    as in keras.applications MobileNetV3). Returns (probs model, logits model)."""
+    keras = import_keras()
+    layer = probs_model.layers[-1]
+    while not isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D)):
+        if isinstance(layer.input, (list, tuple)):
+            raise BadInput(f"cannot find the classifier layer of '{probs_model.name}'")
+        layer = _producer(probs_model, layer)
+    features = layer.input
+    x = keras.layers.Flatten(name="head_flatten")(features) if len(features.shape) > 2 else features
+    logits = keras.layers.Dense(classes, name="logits")(x)
+    probs = keras.layers.Activation("softmax", name="predictions")(logits)
+    return (keras.Model(probs_model.inputs, probs, name=probs_model.name),
+            keras.Model(probs_model.inputs, logits))
+
+
+def _producer(model, layer):
+    """The layer whose output ``layer`` reads (single-input layers)."""
+    for cand in model.layers:
+        if cand.output is layer.input:
+            return cand
+    raise BadInput(f"cannot find the classifier layer of '{model.name}'")
+
+
+def frozen_layers(model, freeze: str | int | None) -> list[str]:
+    """Names of the layers ``--freeze`` names: the first N layers, or up to and including the
+    named one (Keras' ``model.layers`` order, input layer included, as in Keras' guide)."""
+    if freeze is None or freeze == "":
+        return []
+    names = [layer.name for layer in model.layers]
+    if isinstance(freeze, int) or str(freeze).isdigit():
+        n = int(freeze)
+        if n >= len(names):
+            raise BadInput(f"--freeze {n} would freeze every layer ({len(names)} in the model)")
+        return names[:n]
+    if freeze not in names:
+        raise BadInput(f"--freeze: no layer named '{freeze}' in the model")
+    return names[:names.index(freeze) + 1]
+
+
+def open_teacher(path: Path, classes: int, unsafe: bool, preprocessing: str | None) -> Teacher:
+    from ..runtime.profile import resolve_preprocessing
+
+    art = open_artifact(path)
+    if art.format != "keras":
+        raise BadInput(f"--teacher must be a Keras model, not {art.format}")
+    model = load_keras(path, unsafe=unsafe)
+    if output_classes(model) != classes:
+        raise BadInput(f"the teacher has {output_classes(model)} outputs but the student is "
+                       f"trained for {classes} classes")
+    h, w, _ = keras_input_hwc(model)
+    return Teacher(classifier_parts(model)[1], View((h, w), resolve_preprocessing(art, preprocessing)))
+
+
+def finetune(source: Artifact, out: Path, data: str, *, val_data: str | None = None,
+             classes: int | None = None, teacher: Path | None = None, temperature: float = 4.0,
+             alpha: float = 0.7, freeze: str | None = None, unfreeze_after: int | None = None,
+             augment: str | Sequence[str] | None = None, epochs: int = 10, batch_size: int = 64,
+             lr: float = 1e-3, patience: int = 3, bn_momentum: float | None = None,
+             limit: int | None = None, seed: int = 0, preprocessing: dict | None = None,
+             teacher_preprocessing: str | None = None, force: bool = False,
+             unsafe: bool = False, on_batch: Callable | None = None,
+             on_epoch: Callable | None = None, on_status: Callable[[str], None] = lambda m: None
+             ) -> Artifact:
+    """Fine-tune ``source`` on ``data`` and write ``out`` (.keras) with a sidecar recording
+    the run. ``classes`` defaults to the data's class count; a new head is made when it
+    differs from the model's outputs."""
+    from ..models.zoo import save_child
+
+    check_output(out, force)
+    augment = parse_augment(augment)
+    if epochs < 1:
+        raise BadInput(f"--epochs must be at least 1 (got {epochs})")
+    if bn_momentum is not None and not 0 <= bn_momentum < 1:
+        raise BadInput(f"--bn-momentum must be in [0, 1) (got {bn_momentum})")
+    if unfreeze_after is not None and (freeze is None or unfreeze_after < 1):
+        raise BadInput("--unfreeze-after needs --freeze and a number of epochs >= 1")
+    keras = import_keras()
+    model = load_keras(source.path, unsafe=unsafe)
+    h, w, _ = keras_input_hwc(model)
+    on_status("reading the data")
+    train_data = load_train_data(data, (h, w), val_data=val_data, limit=limit, seed=seed)
+    classes = classes or train_data.classes
+    if classes < train_data.classes:
+        raise BadInput(f"--classes {classes} is fewer than the {train_data.classes} classes "
+                       f"in {data}")
+    probs, logits = classifier_parts(model)
+    head = output_classes(model) != classes
+    if head:
+        probs, logits = new_head(probs, classes)
+    frozen = frozen_layers(probs, freeze)
+    teach = open_teacher(teacher, classes, unsafe, teacher_preprocessing) if teacher else None
+    if bn_momentum is not None:
+        for layer in probs.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = bn_momentum
+    view = View((h, w), preprocessing or source.preprocessing)
+    on_status("training")
+    result = fit(probs, logits, train_data, view, epochs=epochs, batch_size=batch_size, lr=lr,
+                 augment=augment, teacher=teach, temperature=temperature, alpha=alpha,
+                 frozen=frozen, unfreeze_after=unfreeze_after, patience=patience, seed=seed,
+                 on_batch=on_batch, on_epoch=on_epoch)
+    spec = source_spec(source)
+    if spec is not None and head:
+        spec = replace(spec, classes=classes)
+    config = {"data": data, "val_data": train_data.val_source, "classes": classes,
+              "new_head": head, "freeze": freeze, "frozen_layers": len(frozen),
+              "unfreeze_after": unfreeze_after, "augment": augment, "epochs": epochs,
+              "batch_size": batch_size, "lr": lr, "patience": patience,
+              "bn_momentum": bn_momentum, "limit": limit, "seed": seed,
+              "teacher": _teacher_record(teacher, temperature, alpha) if teacher else None}
+    return save_child(probs, source, out, "finetune", config, preprocessing=view.preprocessing,
+                      spec=spec, force=force, labels=_labels(train_data, classes),
+                      finetune={**result.summary(), "train_images": len(train_data.train),
+                                "val_images": len(train_data.val)})
+
+
+def _teacher_record(path: Path, temperature: float, alpha: float) -> dict:
+    art = open_artifact(path)
+    return {"path": str(path), "sha256": art.sha256, "temperature": temperature, "alpha": alpha,
+            "loss": "alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * cross-entropy"}
+
+
+def _labels(data: TrainData, classes: int) -> list[str] | None:
+    names = data.class_names
+    return names if names and len(names) == classes else None
