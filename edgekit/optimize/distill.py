@@ -63,18 +63,16 @@ def frozen_layers(model, freeze: str | int | None) -> list[str]:
     return names[:names.index(freeze) + 1]
 
 
-def open_teacher(path: Path, classes: int, unsafe: bool, preprocessing: str | None) -> Teacher:
+def open_teacher(path: Path, unsafe: bool, preprocessing: str | None) -> Teacher:
     from ..runtime.profile import resolve_preprocessing
 
     art = open_artifact(path)
     if art.format != "keras":
         raise BadInput(f"--teacher must be a Keras model, not {art.format}")
     model = load_keras(path, unsafe=unsafe)
-    if output_classes(model) != classes:
-        raise BadInput(f"the teacher has {output_classes(model)} outputs but the student is "
-                       f"trained for {classes} classes")
     h, w, _ = keras_input_hwc(model)
-    return Teacher(classifier_parts(model)[1], View((h, w), resolve_preprocessing(art, preprocessing)))
+    return Teacher(classifier_parts(model)[1], View((h, w), resolve_preprocessing(art, preprocessing)),
+                   output_classes(model))
 
 
 def finetune(source: Artifact, out: Path, data: str, *, val_data: str | None = None,
@@ -103,9 +101,15 @@ def finetune(source: Artifact, out: Path, data: str, *, val_data: str | None = N
     keras = import_keras()
     model = load_keras(source.path, unsafe=unsafe)
     h, w, _ = keras_input_hwc(model)
+    teach = open_teacher(teacher, unsafe, teacher_preprocessing) if teacher else None
+    # images are held at the larger input size, so a bigger teacher never sees upsampled ones
+    size = max((h, w), teach.view.size if teach else (h, w), key=lambda s: s[0] * s[1])
     on_status("reading the data")
-    train_data = load_train_data(data, (h, w), val_data=val_data, limit=limit, seed=seed)
+    train_data = load_train_data(data, size, val_data=val_data, limit=limit, seed=seed)
     classes = classes or train_data.classes
+    if teach and teach.classes != classes:
+        raise BadInput(f"the teacher has {teach.classes} outputs but the student is trained "
+                       f"for {classes} classes")
     if classes < train_data.classes:
         raise BadInput(f"--classes {classes} is fewer than the {train_data.classes} classes "
                        f"in {data}")
@@ -114,7 +118,6 @@ def finetune(source: Artifact, out: Path, data: str, *, val_data: str | None = N
     if head:
         probs, logits = new_head(probs, classes)
     frozen = frozen_layers(probs, freeze)
-    teach = open_teacher(teacher, classes, unsafe, teacher_preprocessing) if teacher else None
     if bn_momentum is not None:
         for layer in probs.layers:
             if isinstance(layer, keras.layers.BatchNormalization):

@@ -235,6 +235,7 @@ def _trainer(student_logits, teacher_logits, temperature: float, alpha: float):
 class Teacher:
     logits: Any  # keras model giving the teacher's logits
     view: View
+    classes: int
 
 
 @dataclass
