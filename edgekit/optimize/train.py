@@ -303,7 +303,7 @@ def fit(probs_model, logits_model, data: TrainData, view: View, *, epochs: int,
                         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
         stop = keras.callbacks.EarlyStopping("val_accuracy", patience=patience, mode="max",
-                                             start_from_epoch=max(0, best_from_epoch - first))
+                                             start_from_epoch=best_from_epoch)
         plateau = keras.callbacks.ReduceLROnPlateau("val_loss", factor=0.3, min_lr=1e-6,
                                                     patience=max(1, patience - 1))
         trainer.fit(train_ds, validation_data=val_ds, epochs=last, initial_epoch=first,
