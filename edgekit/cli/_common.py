@@ -45,15 +45,21 @@ def default_output(model: Path, suffix: str, tag: str) -> Path:
 
 
 @contextlib.contextmanager
-def progress_bar(description: str, quiet: bool = False) -> Iterator[Callable[[int, int], None]]:
-    """A Rich progress bar on stderr; yields ``update(done, total)``."""
+def progress_bar(description: str, quiet: bool = False) -> Iterator[Callable[..., None]]:
+    """A Rich progress bar on stderr; yields ``update(done, total, description=None)``
+    (total None: no known length)."""
     if quiet:
-        yield lambda done, total: None
+        yield lambda done, total, description=None: None
         return
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console, transient=True) as bar:
         task = bar.add_task(description, total=None)
-        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+        def update(done: int, total: int | None, description: str | None = None) -> None:
+            extra = {"description": description} if description else {}
+            bar.update(task, completed=done, total=total, **extra)
+
+        yield update
 
 
 @contextlib.contextmanager

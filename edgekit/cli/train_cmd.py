@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from ._common import (FORCE_OPT, JSON_OPT, PREP_OPT, UNSAFE_OPT, console, default_output,
-                      emit_json, fmt_count)
+                      emit_json, fmt_count, progress_bar)
 
 DATA_OPT = typer.Option(..., "--data", help="Labelled training data: folder of class folders, "
                         ".npz, IDX file or fashion-mnist[-sample]:train.")
@@ -27,26 +27,13 @@ OUT_OPT = typer.Option(None, "-o", "--output", help="Output .keras (default: MOD
 @contextlib.contextmanager
 def _live(quiet: bool) -> Iterator[dict]:
     """Callbacks for the library: a progress bar per epoch and a line per finished epoch."""
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn)
-
     if quiet:
         yield {}
         return
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, transient=True) as bar:
-        task = bar.add_task("preparing", total=None)
-
-        def on_batch(epoch: int, step: int, steps: int) -> None:
-            bar.update(task, description=f"epoch {epoch}", completed=step, total=steps)
-
-        def on_epoch(row: dict) -> None:
-            console.print(_epoch_line(row))
-
-        def on_status(message: str) -> None:
-            bar.update(task, description=message, completed=0, total=None)
-
-        yield {"on_batch": on_batch, "on_epoch": on_epoch, "on_status": on_status}
+    with progress_bar("preparing") as update:
+        yield {"on_batch": lambda epoch, step, steps: update(step, steps, f"epoch {epoch}"),
+               "on_epoch": lambda row: console.print(_epoch_line(row)),
+               "on_status": lambda message: update(0, None, message)}
 
 
 def _epoch_line(row: dict) -> str:
