@@ -4,15 +4,16 @@ Everything runs through the real CLI in child processes, as a user would run it:
 
 1. ``edgekit zoo build FAMILY --resolution R --classes 10`` then
    ``edgekit finetune base --data fashion-mnist:train --epochs E --bn-momentum 0.9 --lr 3e-3
-   --augment flip`` (the full 60,000-image train split, 10% held out for validation): the
-   trained model. Cached in --out while its settings are the same.
+   --schedule cosine --augment flip`` (the full 60,000-image train split, 10% held out for
+   validation): the trained model. Every step is cached in --out under a name that carries
+   the settings it depends on.
 2. Unstructured: ``edgekit prune trained --sparsity 0.5 --epochs 2``; both models quantized
    with ``edgekit quantize --mode int8 --calib fashion-mnist:train``; the figures are the top-1
    drop (float and int8) on the 10,000-image test split and the gzip size ratio of the int8
    ``.tflite`` files (gzip -9, the same bytes a user ships).
 3. Structured: ``edgekit prune trained --structured --ratio 0.3`` (thin), then
-   ``edgekit finetune thin --teacher trained --temperature 4 --alpha 0.7 --epochs K``
-   (thin_kd) and, for the comparison, ``edgekit finetune thin --epochs K`` with the same
+   ``edgekit finetune thin --teacher trained --temperature 4 --alpha 0.7 --epochs K
+   --lr 1e-3 --schedule cosine`` (thin_kd) and, for the comparison, ``edgekit finetune thin --epochs K`` with the same
    settings and no teacher (thin_ft). Figures: int8 latency of thin_kd against trained, both
    quantized the same way and timed side by side by edgekit's speed check (alternating
    rounds, lower of the per-round medians, TFLite XNNPACK, 1 and 2 threads); the top-1 drop
@@ -22,7 +23,8 @@ Test accuracy is measured by ``edgekit profile MODEL --data fashion-mnist:test``
 Keras or TFLite). Needs Debian's dataset-fashion-mnist (or $EDGEKIT_FASHION_MNIST).
 
     python benchmarks/prune_distill.py [--families mobilenet_v2,efficientnet_lite0]
-        [--resolution 48 --epochs 6 --kd-epochs 3 --out /tmp/edgekit-bench-prune]
+        [--resolution 48 --epochs 6 --kd-epochs 3 --schedule cosine
+         --out /tmp/edgekit-bench-prune]
 
 The summary is prune_distill.json in --out; the log of every command is beside it.
 """
@@ -73,9 +75,11 @@ def family(name: str, args, d: Path) -> dict:
     r = args.resolution
     base = d / f"{name}_r{r}.keras"
     step(base, "zoo", "build", name, "--resolution", r, "--classes", 10)
-    trained = d / f"{name}_r{r}_e{args.epochs}.keras"
+    tag = f"{name}_r{r}_e{args.epochs}_{args.schedule}"
+    trained = d / f"{tag}.keras"
     meta = step(trained, "finetune", base, "--data", TRAIN, "--epochs", args.epochs,
-                "--bn-momentum", 0.9, "--lr", 3e-3, "--augment", "flip", "--patience", 3)
+                "--bn-momentum", 0.9, "--lr", 3e-3, "--schedule", args.schedule,
+                "--augment", "flip", "--patience", 3)
     res = {"train": {"epochs_run": meta["finetune"]["epochs_run"],
                      "seconds": meta["finetune"]["seconds"],
                      "val_accuracy": meta["finetune"]["best_val_accuracy"]}}
@@ -83,7 +87,7 @@ def family(name: str, args, d: Path) -> dict:
     trained8 = int8(trained)
     acc["trained_int8"] = top1(trained8)
 
-    sparse = d / f"{name}_sparse50.keras"
+    sparse = d / f"{tag}_sparse50.keras"
     meta = step(sparse, "prune", trained, "--sparsity", 0.5, "--data", TRAIN, "--epochs", 2)
     sparse8 = int8(sparse)
     acc["sparse"], acc["sparse_int8"] = top1(sparse), top1(sparse8)
@@ -95,12 +99,12 @@ def family(name: str, args, d: Path) -> dict:
         "int8_gzip_ratio": round(gz(sparse8) / gz(trained8), 3),
         "fp32_gzip_ratio (prune's own report)": meta["pruning"]["tflite_fp32"]["gzip_ratio"]}
 
-    thin = d / f"{name}_thin30.keras"
+    thin = d / f"{tag}_thin30.keras"
     meta = step(thin, "prune", trained, "--structured", "--ratio", 0.3, "--data", TRAIN)
-    kd = d / f"{name}_thin30_kd{args.kd_epochs}.keras"
-    ft = d / f"{name}_thin30_ft{args.kd_epochs}.keras"
+    kd = d / f"{tag}_thin30_kd{args.kd_epochs}.keras"
+    ft = d / f"{tag}_thin30_ft{args.kd_epochs}.keras"
     same = ("--data", TRAIN, "--epochs", args.kd_epochs, "--lr", 1e-3, "--augment", "flip",
-            "--patience", args.kd_epochs)
+            "--schedule", args.schedule, "--patience", args.kd_epochs)
     kd_meta = step(kd, "finetune", thin, *same, "--teacher", trained, "--temperature", 4,
                    "--alpha", 0.7)
     step(ft, "finetune", thin, *same)
@@ -132,13 +136,14 @@ def main() -> None:
     ap.add_argument("--resolution", type=int, default=48)
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--kd-epochs", type=int, default=3)
+    ap.add_argument("--schedule", default="cosine", help="finetune's --schedule for training")
     ap.add_argument("--out", type=Path, default=Path("/tmp/edgekit-bench-prune"))
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     summary_path = args.out / "prune_distill.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     summary.update({"machine": machine(), "resolution": args.resolution, "epochs": args.epochs,
-                    "kd_epochs": args.kd_epochs})
+                    "kd_epochs": args.kd_epochs, "schedule": args.schedule})
     for name in args.families.split(","):
         log(f"{name} @ {args.resolution}x{args.resolution}")
         summary[name] = family(name, args, args.out)

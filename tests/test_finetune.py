@@ -84,20 +84,24 @@ def test_finetune_distils_freezes_and_restores_the_best_weights(workdir, small_k
 
 def test_finetune_puts_a_new_head_on_a_keras_applications_model(workdir):
     """A keras.applications MobileNetV2 with 5 outputs (Dense softmax, no sidecar) gets a
-    10-class head for the data; --freeze by layer name and --unfreeze-after."""
+    10-class head for the data; --freeze by layer name and --unfreeze-after, with a cosine
+    learning rate that decays to zero in each phase, from --lr and then from --lr / 10."""
     import keras
 
     src = workdir / "ka_mnv2.keras"
     keras.applications.MobileNetV2(alpha=0.35, input_shape=(32, 32, 3), weights=None,
                                    classes=5).save(src)
     out = workdir / "ka_mnv2_ft.keras"
-    proc = run_cli("finetune", src, "--data", TRAIN, "--limit", "320", "--epochs", "2",
+    proc = run_cli("finetune", src, "--data", TRAIN, "--limit", "320", "--epochs", "3",
                    "--freeze", "block_3_project_BN", "--unfreeze-after", "1",
+                   "--schedule", "cosine", "--lr", "1e-3", "--patience", "3",
                    "--preprocessing", "tf", "-o", out, "--json", check=True)
     doc = json.loads(proc.stdout)
     assert doc["stage"]["config"]["new_head"] and doc["path"] == str(out)
     assert doc["output"]["shape"] == [1, 10] and doc["labels"][1] == "Trouser"
-    assert [r["phase"] for r in doc["finetune"]["history"]] == ["frozen", "unfrozen"]
+    history = doc["finetune"]["history"]
+    assert [r["phase"] for r in history] == ["frozen", "unfrozen", "unfrozen"]
+    assert [r["lr"] for r in history] == pytest.approx([0, 5e-5, 0], abs=1e-9)
     model = keras.saving.load_model(out)
     assert model.output.shape[-1] == 10 and model.layers[-1].name == "predictions"
     assert model.get_layer("logits").units == 10 and doc["spec"] is None
@@ -107,6 +111,7 @@ def test_finetune_puts_a_new_head_on_a_keras_applications_model(workdir):
     (["--freeze", "no_such_layer"], "no layer named"),
     (["--augment", "flip,zoom"], "unknown augmentation 'zoom'"),
     (["--unfreeze-after", "1"], "--unfreeze-after needs --freeze"),
+    (["--schedule", "step"], "unknown --schedule 'step'"),
     (["--alpha", "1.5", "--teacher", "SELF"], "--alpha must be in [0, 1]"),
 ])
 def test_finetune_bad_input_exits_2_and_writes_nothing(workdir, small_keras, args, message):

@@ -196,6 +196,9 @@ def finetune(
     augment: Optional[str] = AUGMENT_OPT,
     epochs: int = typer.Option(10, "--epochs", help="Most epochs to train."),
     lr: float = typer.Option(1e-3, "--lr", help="Learning rate (Adam)."),
+    schedule: str = typer.Option("plateau", "--schedule", help="Learning-rate schedule: "
+                                 "plateau (cut 0.3x when the validation loss stalls) or cosine "
+                                 "(decay to zero over the epochs; better for short runs)."),
     patience: int = typer.Option(3, "--patience", help="Stop after this many epochs without "
                                  "better validation accuracy (learning rate cut after one fewer)."),
     bn_momentum: Optional[float] = typer.Option(None, "--bn-momentum", help="Batch-norm "
@@ -225,7 +228,8 @@ def finetune(
         art = run(source, output, data, val_data=val_data, classes=classes, teacher=teacher,
                   temperature=temperature, alpha=alpha, freeze=freeze,
                   unfreeze_after=unfreeze_after, augment=augment, epochs=epochs,
-                  batch_size=batch_size, lr=lr, patience=patience, bn_momentum=bn_momentum,
+                  batch_size=batch_size, lr=lr, schedule=schedule, patience=patience,
+                  bn_momentum=bn_momentum,
                   limit=limit, seed=seed, preprocessing=prep,
                   teacher_preprocessing=teacher_preprocessing, force=force, unsafe=unsafe,
                   **callbacks)

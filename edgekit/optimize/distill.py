@@ -10,8 +10,8 @@ from typing import Any, Callable, Sequence
 from ..artifacts import Artifact, check_output, open_artifact
 from ..errors import BadInput
 from ..models.load import import_keras, keras_input_hwc, load_keras
-from .train import (Teacher, TrainData, View, classifier_parts, fit, load_train_data,
-                    output_classes, parse_augment)
+from .train import (Teacher, TrainData, View, check_schedule, classifier_parts, fit,
+                    load_train_data, output_classes, parse_augment)
 
 
 def source_spec(art: Artifact):
@@ -79,7 +79,8 @@ def finetune(source: Artifact, out: Path, data: str, *, val_data: str | None = N
              classes: int | None = None, teacher: Path | None = None, temperature: float = 4.0,
              alpha: float = 0.7, freeze: str | None = None, unfreeze_after: int | None = None,
              augment: str | Sequence[str] | None = None, epochs: int = 10, batch_size: int = 64,
-             lr: float = 1e-3, patience: int = 3, bn_momentum: float | None = None,
+             lr: float = 1e-3, schedule: str = "plateau", patience: int = 3,
+             bn_momentum: float | None = None,
              limit: int | None = None, seed: int = 0, preprocessing: dict | None = None,
              teacher_preprocessing: str | None = None, force: bool = False,
              unsafe: bool = False, on_batch: Callable | None = None,
@@ -92,6 +93,7 @@ def finetune(source: Artifact, out: Path, data: str, *, val_data: str | None = N
 
     check_output(out, force)
     augment = parse_augment(augment)
+    check_schedule(schedule)
     if epochs < 1:
         raise BadInput(f"--epochs must be at least 1 (got {epochs})")
     if bn_momentum is not None and not 0 <= bn_momentum < 1:
@@ -127,6 +129,7 @@ def finetune(source: Artifact, out: Path, data: str, *, val_data: str | None = N
     result = fit(probs, logits, train_data, view, epochs=epochs, batch_size=batch_size, lr=lr,
                  augment=augment, teacher=teach, temperature=temperature, alpha=alpha,
                  frozen=frozen, unfreeze_after=unfreeze_after, patience=patience, seed=seed,
+                 schedule=schedule,
                  on_batch=on_batch, on_epoch=on_epoch)
     spec = source_spec(source)
     if spec is not None and head:
@@ -134,7 +137,7 @@ def finetune(source: Artifact, out: Path, data: str, *, val_data: str | None = N
     config = {"data": data, "val_data": train_data.val_source, "classes": classes,
               "new_head": head, "freeze": freeze, "frozen_layers": len(frozen),
               "unfreeze_after": unfreeze_after, "augment": augment, "epochs": epochs,
-              "batch_size": batch_size, "lr": lr, "patience": patience,
+              "batch_size": batch_size, "lr": lr, "schedule": schedule, "patience": patience,
               "bn_momentum": bn_momentum, "limit": limit, "seed": seed,
               "teacher": _teacher_record(teacher, temperature, alpha) if teacher else None}
     return save_child(probs, source, out, "finetune", config, preprocessing=view.preprocessing,
