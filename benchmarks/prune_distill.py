@@ -18,6 +18,11 @@ Everything runs through the real CLI in child processes, as a user would run it:
    quantized the same way and timed side by side by edgekit's speed check (alternating
    rounds, lower of the per-round medians, TFLite XNNPACK, 1 and 2 threads); the top-1 drop
    of thin_kd (float and int8); and thin_kd minus thin_ft.
+4. At --resolution the models are small enough that per-call overhead weighs on latency, so
+   the two architectures (trained's spec and thin's, from their sidecars) are also built at
+   --latency-resolution (224) by the zoo builder, quantized to int8 the same way and timed
+   side by side. Channel counts do not depend on the resolution; these are latency-only
+   models, their (random) weights are never scored.
 
 Test accuracy is measured by ``edgekit profile MODEL --data fashion-mnist:test`` (the harness,
 Keras or TFLite). Needs Debian's dataset-fashion-mnist (or $EDGEKIT_FASHION_MNIST).
@@ -71,6 +76,34 @@ def int8(model: Path) -> Path:
     return out
 
 
+def _speed(thin: Path, trained: Path, threads: int) -> dict:
+    """edgekit's speed check: alternating rounds, the lower of the per-round medians."""
+    from edgekit.artifacts import open_artifact
+    from edgekit.optimize.speed import compare_speed
+
+    v = compare_speed(open_artifact(thin), open_artifact(trained), threads, rounds=3)
+    return {"thin_ms": v["candidate_ms"], "trained_ms": v["baseline_ms"],
+            "ratio": round(v["candidate_ms"] / v["baseline_ms"], 3), "runtime": v["runtime"],
+            "measured_on": v["measured_on"]}
+
+
+def _rebuild(model: Path, resolution: int) -> Path:
+    """The architecture in ``model``'s sidecar, built at ``resolution`` (random weights)."""
+    from dataclasses import replace
+
+    from edgekit.models.build import build_model
+    from edgekit.models.spec import spec_from_dict
+    from edgekit.models.zoo import write_model
+
+    out = model.with_name(f"{model.stem}_at{resolution}.keras")
+    if not out.exists():
+        meta = json.loads(Path(str(model) + ".json").read_text())
+        spec = replace(spec_from_dict(meta["spec"]), resolution=resolution)
+        write_model(build_model(spec), spec, out,
+                    stage={"name": "benchmark.rebuild", "config": {"resolution": resolution}})
+    return out
+
+
 def family(name: str, args, d: Path) -> dict:
     r = args.resolution
     base = d / f"{name}_r{r}.keras"
@@ -110,19 +143,16 @@ def family(name: str, args, d: Path) -> dict:
     step(ft, "finetune", thin, *same)
     kd8 = int8(kd)
     acc.update(thin=top1(thin), thin_kd=top1(kd), thin_ft=top1(ft), thin_kd_int8=top1(kd8))
-    from edgekit.artifacts import open_artifact
-    from edgekit.optimize.speed import compare_speed
-
-    speed = {f"{t}_threads": compare_speed(open_artifact(kd8), open_artifact(trained8), t,
-                                           rounds=3) for t in (1, 2)}
+    speed = {f"{t}_threads": _speed(kd8, trained8, t) for t in (1, 2)}
+    big = args.latency_resolution
+    speed_big = {f"{t}_threads": _speed(*(int8(_rebuild(m, big)) for m in (thin, trained)), t)
+                 for t in (1, 2)}
     res["structured"] = {
         "macs": meta["pruning"]["macs"], "params": meta["pruning"]["params"],
         "val_accuracy_during_prune": meta["pruning"]["val_accuracy"],
         "kd_seconds": kd_meta["finetune"]["seconds"],
-        "int8_latency": {k: {"thin_kd_ms": v["candidate_ms"], "trained_ms": v["baseline_ms"],
-                             "ratio": round(v["candidate_ms"] / v["baseline_ms"], 3),
-                             "runtime": v["runtime"], "measured_on": v["measured_on"]}
-                         for k, v in speed.items()},
+        "int8_latency": speed,
+        f"int8_latency_at_{big}px (same architectures, latency only)": speed_big,
         "drop_float": round(acc["trained"] - acc["thin_kd"], 2),
         "drop_int8": round(acc["trained_int8"] - acc["thin_kd_int8"], 2),
         "kd_minus_plain_finetune": round(acc["thin_kd"] - acc["thin_ft"], 2)}
@@ -137,6 +167,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--kd-epochs", type=int, default=3)
     ap.add_argument("--schedule", default="cosine", help="finetune's --schedule for training")
+    ap.add_argument("--latency-resolution", type=int, default=224)
     ap.add_argument("--out", type=Path, default=Path("/tmp/edgekit-bench-prune"))
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
