@@ -92,7 +92,18 @@ def _keras(p: Path) -> dict:
             raise BadInput(f"cannot read {p} as keras: it contains code (e.g. a Lambda layer) "
                            "that safe mode refuses to load; it needs --unsafe") from None
         raise _bad(p, "keras", exc) from None
+    return _keras_model(model, keras)
 
+
+def keras_counts(model) -> dict:
+    """Parameters and MACs of an in-memory Keras model, counted as ``analyze`` counts them."""
+    import keras
+
+    info = _keras_model(model, keras)
+    return {"params": info["params"], "macs": sum(layer["macs"] for layer in info["layers"])}
+
+
+def _keras_model(model, keras) -> dict:
     def leaves(layers):
         for layer in layers:
             if isinstance(layer, keras.Model):

@@ -151,8 +151,11 @@ def open_artifact(path: str | Path) -> Artifact:
     return Artifact(path=path, format=fmt, meta=meta)
 
 
-def check_output(path: Path, force: bool) -> Path:
+def check_output(path: Path, force: bool, suffix: str | None = None) -> Path:
+    """Fail early, before any work, on an output that could not be written."""
     path = Path(path)
+    if suffix and path.suffix != suffix:
+        raise BadInput(f"{path}: the output must be a {suffix} file")
     if path.exists() and not force:
         raise BadInput(f"{path} exists (use --force to overwrite)")
     if not path.parent.exists():

@@ -213,6 +213,8 @@ def normaliser(preprocessing: dict, channels: int) -> Callable[[Any], Any]:
 
 def _per_channel(value, channels: int, what: str) -> np.ndarray:
     v = np.atleast_1d(np.asarray(value, dtype=np.float32))
+    if channels == 1 and v.ndim == 1 and len(v) > 1 and np.all(v == v[0]):
+        v = v[:1]  # an RGB preset with one value for every channel (tf, unit, raw) fits grey
     if v.ndim != 1 or len(v) not in (1, channels):
         raise BadInput(f"preprocessing {what} has {v.size} values; expected 1 or {channels}")
     return v

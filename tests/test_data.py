@@ -185,6 +185,12 @@ def test_to_model_input_numbers():
         to_model_input(x, {"mean": [1.0, 2.0], "std": [1.0]})
     with pytest.raises(BadInput):
         to_model_input(x, {"mean": [0.0], "std": [0.0]})
+    # a grey image takes an RGB preset whose channels agree (unit), not one whose differ (torch)
+    grey = np.array([[[[51]]]], dtype=np.uint8)
+    unit = {"mean": [0.0] * 3, "std": [255.0] * 3}
+    np.testing.assert_allclose(to_model_input(grey, unit), [[[[0.2]]]], rtol=1e-6)
+    with pytest.raises(BadInput):
+        to_model_input(grey, per_channel)
 
 
 def test_sample_indices_deterministic_and_balanced(sample_test):

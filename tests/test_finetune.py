@@ -70,6 +70,12 @@ def test_finetune_distils_freezes_and_restores_the_best_weights(workdir, small_k
     assert doc["labels"][0] == "T-shirt/top" and doc["spec"]["classes"] == 10
 
     before, after = keras.saving.load_model(small_keras), keras.saving.load_model(out)
+    # the freezing and the training-only batch-norm momentum are not saved into the model
+    assert all(layer.trainable for layer in after.layers)
+    def momenta(m):
+        return {l.momentum for l in m.layers if isinstance(l, keras.layers.BatchNormalization)}
+
+    assert momenta(after) == momenta(before)
     for layer in before.layers[:20]:
         for a, b in zip(layer.get_weights(), after.get_layer(layer.name).get_weights()):
             np.testing.assert_array_equal(a, b)
@@ -112,11 +118,15 @@ def test_finetune_puts_a_new_head_on_a_keras_applications_model(workdir):
     (["--augment", "flip,zoom"], "unknown augmentation 'zoom'"),
     (["--unfreeze-after", "1"], "--unfreeze-after needs --freeze"),
     (["--schedule", "step"], "unknown --schedule 'step'"),
+    (["--freeze", "3", "--unfreeze-after", "2", "--epochs", "2"], "from 1 to --epochs - 1"),
+    (["--freeze", "predictions"], "leaves no layer with weights to train"),
+    (["-o", "x.h5"], "the output must be a .keras file"),
     (["--alpha", "1.5", "--teacher", "SELF"], "--alpha must be in [0, 1]"),
 ])
 def test_finetune_bad_input_exits_2_and_writes_nothing(workdir, small_keras, args, message):
     out = workdir / "never_ft.keras"
     args = [str(small_keras) if a == "SELF" else a for a in args]
-    proc = run_cli("finetune", small_keras, "--data", TRAIN, "--limit", "100", *args, "-o", out)
+    args = args if "-o" in args else [*args, "-o", out]
+    proc = run_cli("finetune", small_keras, "--data", TRAIN, "--limit", "100", *args)
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
     assert not out.exists()

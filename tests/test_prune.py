@@ -140,14 +140,39 @@ def test_prune_structured_command_builds_a_thinner_zoo_spec(workdir, trained_ker
     assert set(acc) >= {"before", "pruned", "bn_recalibrated", "after"}
 
 
+def test_prune_structured_on_a_grey_sequential_user_model(workdir):
+    """A Sequential model ending in a Softmax layer, one input channel, no sidecar: the
+    middle conv loses half its filters, the next conv reads only the kept ones."""
+    import keras
+
+    src = workdir / "grey_seq.keras"
+    L = keras.layers
+    keras.Sequential([keras.Input((28, 28, 1)), L.Conv2D(16, 3, name="c1"),
+                      L.BatchNormalization(name="bn1"), L.ReLU(), L.Conv2D(16, 3, name="c2"),
+                      L.BatchNormalization(name="bn2"), L.ReLU(), L.GlobalAveragePooling2D(),
+                      L.Dense(10), L.Softmax()]).save(src)
+    out = workdir / "grey_seq_thin.keras"
+    proc = run_cli("prune", src, "--structured", "--ratio", "0.5", "--round-to", "1",
+                   "--data", TRAIN, "--limit", "200", "--preprocessing", "unit", "-o", out,
+                   "--json", check=True)
+    doc = json.loads(proc.stdout)
+    assert doc["stage"]["config"]["built_by"] == "Keras config" and doc["input"]["shape"][-1] == 1
+    thin = keras.saving.load_model(out)
+    assert thin.get_layer("c1").filters == 8 and thin.get_layer("c2").kernel.shape[2] == 8
+    assert doc["pruning"]["params"]["after"] == thin.count_params()
+
+
 @pytest.mark.parametrize("args,message", [
     (["--structured", "--sparsity", "0.5"], "--structured takes --ratio"),
+    (["--sparsity", "0.5", "--batch-size", "0"], "--batch-size, --lr and --patience > 0"),
+    (["--sparsity", "0.5", "-o", "x.tflite"], "the output must be a .keras file"),
     (["--sparsity", "1.5"], "--sparsity must be between 0 and 1"),
     (["--structured", "--ratio", "0.3", "--criterion", "taylor"], "unknown --criterion"),
     (["--sparsity", "0.5", "--exclude", "nosuch*"], "matches no layer"),
 ])
 def test_prune_bad_input_exits_2_and_writes_nothing(workdir, trained_keras, args, message):
     out = workdir / "never.keras"
-    proc = run_cli("prune", trained_keras, "--data", TRAIN, "--limit", "100", *args, "-o", out)
+    args = args if "-o" in args else [*args, "-o", out]
+    proc = run_cli("prune", trained_keras, "--data", TRAIN, "--limit", "100", *args)
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
     assert not out.exists()

@@ -49,14 +49,15 @@ def scale(
     """Find the most accurate MobileNet/EfficientNet that meets a device's latency, memory and
     size budget (predicted by the cost model; --measure times the best for real)."""
     from ..devices import load_device
+    from ..artifacts import check_output
     from ..errors import BadInput, GateFailed
     from ..latency import device_model
     from ..scale import GROUPS, Budget, group_of, search
 
     if top < 1:
         raise BadInput("--top must be at least 1")
-    if output is not None and output.suffix != ".keras":
-        raise BadInput(f"{output}: scale writes a .keras file")
+    if output is not None:
+        check_output(output, force, suffix=".keras")
     profile = load_device(device)
     b = profile.default_budget
     acc = accelerator or b.accelerator

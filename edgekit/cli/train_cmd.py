@@ -117,7 +117,7 @@ def prune(
     if epochs is not None and epochs < 0:
         raise BadInput(f"--epochs must be >= 0 (got {epochs})")
     output = output or default_output(model, ".keras", "thin" if structured else "sparse")
-    check_output(output, force)
+    check_output(output, force, suffix=".keras")
     source, prep = _source(model, preprocessing)
     common = dict(batch_size=batch_size, augment=augment, val_data=val_data, limit=limit,
                   seed=seed, preprocessing=prep, force=force, unsafe=unsafe,
@@ -128,12 +128,13 @@ def prune(
 
             art = prune_structured(source, output, data, ratio=ratio, criterion=criterion,
                                    round_to=round_to, epochs=0 if epochs is None else epochs,
-                                   lr=lr or 1e-3, **common, **callbacks)
+                                   lr=1e-3 if lr is None else lr, **common, **callbacks)
         else:
             from ..optimize.prune import prune_unstructured
 
             art = prune_unstructured(source, output, data, sparsity=sparsity, scope=scope,
-                                     epochs=2 if epochs is None else epochs, lr=lr or 1e-4,
+                                     epochs=2 if epochs is None else epochs,
+                                     lr=1e-4 if lr is None else lr,
                                      **common, **callbacks)
     if json_out:
         emit_json({**art.meta, "schema": "edgekit.prune/1", "path": str(art.path)})
@@ -222,7 +223,7 @@ def finetune(
     from ..optimize.distill import finetune as run
 
     output = output or default_output(model, ".keras", "finetuned")
-    check_output(output, force)
+    check_output(output, force, suffix=".keras")
     source, prep = _source(model, preprocessing)
     with _live(json_out) as callbacks:
         art = run(source, output, data, val_data=val_data, classes=classes, teacher=teacher,

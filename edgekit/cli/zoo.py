@@ -49,11 +49,10 @@ def build(
     json_out: bool = JSON_OPT,
 ) -> None:
     """Build a family at any width, depth and resolution (random weights) as a .keras file."""
-    from ..errors import BadInput
+    from ..artifacts import check_output
     from ..models.zoo import build_artifact
 
-    if output.suffix != ".keras":
-        raise BadInput(f"{output}: zoo build writes a .keras file")
+    check_output(output, force, suffix=".keras")
     with console.status(f"building {family}"):
         art = build_artifact(family, output, width=width, depth=depth, resolution=resolution,
                              classes=classes, dropout=dropout, seed=seed, force=force)

@@ -364,10 +364,12 @@ def recalibrate_bn(model, batches: Any, n_batches: int) -> None:
     keras = import_keras()
     bns = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
     drops = [l for l in model.layers if isinstance(l, keras.layers.Dropout)]
-    saved = [l.momentum for l in bns], [l.rate for l in drops]
+    saved = [(l.momentum, l.trainable) for l in bns], [l.rate for l in drops]
     try:
         for layer in drops:
             layer.rate = 0.0
+        for layer in bns:  # a frozen batch norm runs in inference mode and updates nothing
+            layer.trainable = True
         for k, (x, _) in enumerate(batches, start=1):
             if k > n_batches:
                 break
@@ -375,7 +377,7 @@ def recalibrate_bn(model, batches: Any, n_batches: int) -> None:
                 layer.momentum = (k - 1) / k
             model(x, training=True)
     finally:
-        for layer, m in zip(bns, saved[0]):
-            layer.momentum = m
+        for layer, (m, t) in zip(bns, saved[0]):
+            layer.momentum, layer.trainable = m, t
         for layer, r in zip(drops, saved[1]):
             layer.rate = r

@@ -9,9 +9,9 @@ from typing import Any, Callable, Sequence
 
 from ..artifacts import Artifact, check_output, open_artifact
 from ..errors import BadInput
-from ..models.load import import_keras, keras_input_hwc, load_keras
-from .train import (Teacher, TrainData, View, check_schedule, classifier_parts, fit,
-                    load_train_data, output_classes, parse_augment)
+from ..models.load import import_keras, load_keras
+from .train import (Teacher, TrainData, View, check_classes, check_fit_args, check_schedule,
+                    classifier_parts, fit, load_train_data, output_classes, parse_augment)
 
 
 def source_spec(art: Artifact):
@@ -55,12 +55,14 @@ def frozen_layers(model, freeze: str | int | None) -> list[str]:
     names = [layer.name for layer in model.layers]
     if isinstance(freeze, int) or str(freeze).isdigit():
         n = int(freeze)
-        if n >= len(names):
-            raise BadInput(f"--freeze {n} would freeze every layer ({len(names)} in the model)")
-        return names[:n]
-    if freeze not in names:
+        frozen = names[:n]
+    elif freeze in names:
+        frozen = names[:names.index(freeze) + 1]
+    else:
         raise BadInput(f"--freeze: no layer named '{freeze}' in the model")
-    return names[:names.index(freeze) + 1]
+    if all(layer.name in frozen for layer in model.layers if layer.weights):
+        raise BadInput(f"--freeze {freeze} leaves no layer with weights to train")
+    return frozen
 
 
 def open_teacher(path: Path, unsafe: bool, preprocessing: str | None) -> Teacher:
@@ -70,9 +72,8 @@ def open_teacher(path: Path, unsafe: bool, preprocessing: str | None) -> Teacher
     if art.format != "keras":
         raise BadInput(f"--teacher must be a Keras model, not {art.format}")
     model = load_keras(path, unsafe=unsafe)
-    h, w, _ = keras_input_hwc(model)
-    return Teacher(classifier_parts(model)[1], View((h, w), resolve_preprocessing(art, preprocessing)),
-                   output_classes(model))
+    view = View.of(model, resolve_preprocessing(art, preprocessing))
+    return Teacher(classifier_parts(model)[1], view, output_classes(model))
 
 
 def finetune(source: Artifact, out: Path, data: str, *, val_data: str | None = None,
@@ -98,14 +99,16 @@ def finetune(source: Artifact, out: Path, data: str, *, val_data: str | None = N
         raise BadInput(f"--epochs must be at least 1 (got {epochs})")
     if bn_momentum is not None and not 0 <= bn_momentum < 1:
         raise BadInput(f"--bn-momentum must be in [0, 1) (got {bn_momentum})")
-    if unfreeze_after is not None and (freeze is None or unfreeze_after < 1):
-        raise BadInput("--unfreeze-after needs --freeze and a number of epochs >= 1")
+    if unfreeze_after is not None and (freeze is None or not 1 <= unfreeze_after < epochs):
+        raise BadInput(f"--unfreeze-after needs --freeze and a number of epochs from 1 to "
+                       f"--epochs - 1 (got {unfreeze_after} of {epochs})")
+    check_fit_args(epochs, batch_size, lr, patience)
     keras = import_keras()
     model = load_keras(source.path, unsafe=unsafe)
-    h, w, _ = keras_input_hwc(model)
+    view = View.of(model, preprocessing or source.preprocessing)
     teach = open_teacher(teacher, unsafe, teacher_preprocessing) if teacher else None
     # images are held at the larger input size, so a bigger teacher never sees upsampled ones
-    size = max((h, w), teach.view.size if teach else (h, w), key=lambda s: s[0] * s[1])
+    size = max(view.size, teach.view.size if teach else view.size, key=lambda s: s[0] * s[1])
     on_status("reading the data")
     train_data = load_train_data(data, size, val_data=val_data, limit=limit, seed=seed)
     classes = classes or train_data.classes
@@ -115,22 +118,27 @@ def finetune(source: Artifact, out: Path, data: str, *, val_data: str | None = N
     if classes < train_data.classes:
         raise BadInput(f"--classes {classes} is fewer than the {train_data.classes} classes "
                        f"in {data}")
+    check_classes(train_data, classes)
     probs, logits = classifier_parts(model)
     head = output_classes(model) != classes
     if head:
         probs, logits = new_head(probs, classes)
     frozen = frozen_layers(probs, freeze)
-    if bn_momentum is not None:
-        for layer in probs.layers:
-            if isinstance(layer, keras.layers.BatchNormalization):
-                layer.momentum = bn_momentum
-    view = View((h, w), preprocessing or source.preprocessing)
+    bns = [layer for layer in probs.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    momenta = [layer.momentum for layer in bns]
+    if bn_momentum is not None:  # for this run only: the saved model keeps its own
+        for layer in bns:
+            layer.momentum = bn_momentum
     on_status("training")
-    result = fit(probs, logits, train_data, view, epochs=epochs, batch_size=batch_size, lr=lr,
-                 augment=augment, teacher=teach, temperature=temperature, alpha=alpha,
-                 frozen=frozen, unfreeze_after=unfreeze_after, patience=patience, seed=seed,
-                 schedule=schedule,
-                 on_batch=on_batch, on_epoch=on_epoch)
+    try:
+        result = fit(probs, logits, train_data, view, epochs=epochs, batch_size=batch_size,
+                     lr=lr, augment=augment, teacher=teach, temperature=temperature,
+                     alpha=alpha, frozen=frozen, unfreeze_after=unfreeze_after,
+                     patience=patience, seed=seed, schedule=schedule, on_batch=on_batch,
+                     on_epoch=on_epoch)
+    finally:
+        for layer, m in zip(bns, momenta):
+            layer.momentum = m
     spec = source_spec(source)
     if spec is not None and head:
         spec = replace(spec, classes=classes)
@@ -139,16 +147,20 @@ def finetune(source: Artifact, out: Path, data: str, *, val_data: str | None = N
               "unfreeze_after": unfreeze_after, "augment": augment, "epochs": epochs,
               "batch_size": batch_size, "lr": lr, "schedule": schedule, "patience": patience,
               "bn_momentum": bn_momentum, "limit": limit, "seed": seed,
-              "teacher": _teacher_record(teacher, temperature, alpha) if teacher else None}
+              "teacher": _teacher_record(teacher, teach, temperature, alpha) if teach else None,
+              "image_size": list(size)}
     return save_child(probs, source, out, "finetune", config, preprocessing=view.preprocessing,
-                      spec=spec, force=force, labels=_labels(train_data, classes),
+                      spec=spec, force=force,
+                      labels=_labels(train_data, classes) or (None if head else source.labels),
                       finetune={**result.summary(), "train_images": len(train_data.train),
                                 "val_images": len(train_data.val)})
 
 
-def _teacher_record(path: Path, temperature: float, alpha: float) -> dict:
+def _teacher_record(path: Path, teacher: Teacher, temperature: float, alpha: float) -> dict:
     art = open_artifact(path)
-    return {"path": str(path), "sha256": art.sha256, "temperature": temperature, "alpha": alpha,
+    return {"path": str(path), "sha256": art.sha256, "input_size": list(teacher.view.size),
+            "preprocessing": teacher.view.preprocessing,
+            "temperature": temperature, "alpha": alpha,
             "loss": "alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * cross-entropy"}
 
 

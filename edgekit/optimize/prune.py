@@ -23,10 +23,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..artifacts import Artifact, check_output, update_sidecar
+from ..artifacts import Artifact, check_output
 from ..errors import BadInput
-from ..models.load import import_keras, keras_input_hwc, load_keras
-from .train import View, classifier_parts, fit, load_train_data, parse_augment, pipeline, top1
+from ..models.load import import_keras, load_keras
+from .train import (View, check_classes, check_fit_args, classifier_parts, fit, load_train_data,
+                    output_classes, parse_augment, pipeline, top1)
 
 SCOPES = ("layer", "global")
 
@@ -178,12 +179,14 @@ def prune_unstructured(source: Artifact, out: Path, data: str, *, sparsity: floa
     if scope not in SCOPES:
         raise BadInput(f"unknown --scope '{scope}' (known: {', '.join(SCOPES)})")
     augment = parse_augment(augment)
+    check_fit_args(epochs, batch_size, lr)
     model = load_keras(source.path, unsafe=unsafe)
     probs, logits = classifier_parts(model)
     layers = prunable(probs, exclude)
-    view = View(keras_input_hwc(model)[:2], preprocessing or source.preprocessing)
+    view = View.of(model, preprocessing or source.preprocessing)
     on_status("reading the data")
     train_data = load_train_data(data, view.size, val_data=val_data, limit=limit, seed=seed)
+    check_classes(train_data, output_classes(probs))
     on_status("measuring the dense model")
     before = top1(probs, train_data.val, view)
     dense_size = tflite_gzip_size(probs, source.path)
@@ -235,19 +238,21 @@ def prune_structured(source: Artifact, out: Path, data: str, *, ratio: float,
     ``epochs`` (0: none; ``edgekit finetune --teacher`` distils afterwards), and write ``out``
     with the thinner spec, the groups, and MACs, parameters and validation accuracy before and
     after."""
-    from ..analyze import analyze
+    from ..analyze import keras_counts
     from ..models.zoo import save_child
     from . import channels
     from .distill import source_spec
 
     check_output(out, force)
     augment = parse_augment(augment)
+    check_fit_args(epochs, batch_size, lr)
     model = load_keras(source.path, unsafe=unsafe)
     probs, _ = classifier_parts(model)
     groups = channels.plan(probs, ratio, criterion, round_to, exclude)
-    view = View(keras_input_hwc(model)[:2], preprocessing or source.preprocessing)
+    view = View.of(model, preprocessing or source.preprocessing)
     on_status("reading the data")
     train_data = load_train_data(data, view.size, val_data=val_data, limit=limit, seed=seed)
+    check_classes(train_data, output_classes(probs))
     before = top1(probs, train_data.val, view)
     on_status("building the thinner model")
     thin, spec = channels.thin_model(probs, groups, source_spec(source))
@@ -267,9 +272,7 @@ def prune_structured(source: Artifact, out: Path, data: str, *, ratio: float,
               "batch_size": batch_size, "lr": lr, "augment": augment, "data": data,
               "val_data": train_data.val_source, "limit": limit, "seed": seed,
               "built_by": "zoo builder (thinner spec)" if spec else "Keras config"}
-    art = save_child(thin_probs, source, out, "prune", config,
-                     preprocessing=view.preprocessing, spec=spec, force=force)
-    src_info, new_info = analyze(source.path, "keras"), analyze(out, "keras")
+    src_info, new_info = keras_counts(probs), keras_counts(thin_probs)
     facts = {"pruning": {
         "groups": [g.record() for g in groups],
         "channels": {"before": sum(g.channels for g in kept),
@@ -282,4 +285,5 @@ def prune_structured(source: Artifact, out: Path, data: str, *, ratio: float,
                          "drop": round(before - after, 2), "images": len(train_data.val),
                          "bn_batches": n_bn}},
         "finetune": result.summary()}
-    return update_sidecar(art, **facts)
+    return save_child(thin_probs, source, out, "prune", config,
+                      preprocessing=view.preprocessing, spec=spec, force=force, **facts)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -42,6 +43,21 @@ SCHEDULES = ("plateau", "cosine")
 def check_schedule(schedule: str) -> None:
     if schedule not in SCHEDULES:
         raise BadInput(f"unknown --schedule {schedule!r}; choose from {', '.join(SCHEDULES)}")
+
+
+def check_fit_args(epochs: int, batch_size: int, lr: float, patience: int = 1) -> None:
+    if epochs < 0 or batch_size < 1 or lr <= 0 or patience < 1:
+        raise BadInput(f"--epochs must be >= 0 and --batch-size, --lr and --patience > 0 "
+                       f"(got {epochs}, {batch_size}, {lr}, {patience})")
+
+
+def check_classes(data: "TrainData", outputs: int) -> None:
+    """The labels must fit the model's outputs, and there must be two classes to learn."""
+    if data.classes < 2:
+        raise BadInput(f"{data.source} has {data.classes} class; training needs at least 2")
+    if data.classes > outputs:
+        raise BadInput(f"{data.source} has {data.classes} classes but the model has {outputs} "
+                       "outputs (edgekit finetune --classes makes a new head)")
 
 
 @dataclass
@@ -122,6 +138,8 @@ def classifier_parts(model) -> tuple[Any, Any]:
     ``logits`` Dense with the same weights and a ``predictions`` softmax, so distillation and
     cross-entropy work on logits; the probabilities are unchanged."""
     keras = import_keras()
+    if isinstance(model, keras.Sequential):  # the same layers as a functional graph
+        model = keras.Model(model.inputs, model.outputs, name=model.name)
     last = model.layers[-1]
     if _softmax(last, keras):
         return model, keras.Model(model.inputs, last.input)
@@ -157,6 +175,14 @@ class View:
 
     size: tuple[int, int]
     preprocessing: dict
+    channels: int = 3
+
+    @classmethod
+    def of(cls, model, preprocessing: dict) -> "View":
+        from ..models.load import keras_input_hwc
+
+        h, w, c = keras_input_hwc(model)
+        return cls((h, w), preprocessing, c)
 
 
 def pipeline(split: Split, batch_size: int, views: Sequence[View], augment: Sequence[str] = (),
@@ -168,7 +194,7 @@ def pipeline(split: Split, batch_size: int, views: Sequence[View], augment: Sequ
     keras = import_keras()
     layers = [getattr(keras.layers, AUGMENTATIONS[a][0])(**AUGMENTATIONS[a][1], seed=seed + i)
               for i, a in enumerate(augment)]
-    norms = [normaliser(v.preprocessing, 3) for v in views]
+    norms = [normaliser(v.preprocessing, v.channels) for v in views]
     size = split.x.shape[1:3]
 
     def gather(i):
@@ -186,7 +212,10 @@ def pipeline(split: Split, batch_size: int, views: Sequence[View], augment: Sequ
             x = layer(x, training=True)
         out = []
         for view, norm in zip(views, norms):
-            v = x if tuple(view.size) == tuple(size) else tf.image.resize(x, view.size)
+            v = x if tuple(view.size) == tuple(size) else tf.image.resize(x, view.size,
+                                                                          antialias=True)
+            if view.channels == 1:  # ITU-R 601 luminance, as edgekit.data does
+                v = tf.image.rgb_to_grayscale(v)
             out.append(norm(v))
         return (tuple(out) if len(out) > 1 else out[0]), y
 
@@ -277,8 +306,7 @@ def fit(probs_model, logits_model, data: TrainData, view: View, *, epochs: int,
     SGDR, 2017), which converges short runs better than a constant rate. The weights of the
     best validation accuracy from ``best_from_epoch`` on are restored at the end."""
     keras = import_keras()
-    if epochs < 0 or batch_size < 1 or lr <= 0 or patience < 1:
-        raise BadInput("epochs must be >= 0, and batch size, learning rate and patience > 0")
+    check_fit_args(epochs, batch_size, lr, patience)
     check_schedule(schedule)
     if not 0 <= alpha <= 1 or temperature <= 0:
         raise BadInput(f"--alpha must be in [0, 1] and --temperature > 0 "
@@ -293,39 +321,53 @@ def fit(probs_model, logits_model, data: TrainData, view: View, *, epochs: int,
     if teacher:
         teacher.logits.trainable = False
     by_name = {layer.name: layer for layer in probs_model.layers}
-    for name in frozen:
-        by_name[name].trainable = False
-    phases = [(0, epochs)]
-    if frozen and unfreeze_after is not None and 0 < unfreeze_after < epochs:
-        phases = [(0, unfreeze_after), (unfreeze_after, epochs)]
-    steps = math.ceil(len(data.train) / batch_size)
-    tracker = _tracker(result, probs_model, steps, best_from_epoch, on_batch, on_epoch)
-    start, rate = time.perf_counter(), lr
-    for i, (first, last) in enumerate(phases):
-        if i == 1:
-            for name in frozen:
-                if not isinstance(by_name[name], keras.layers.BatchNormalization):
-                    by_name[name].trainable = True
-            rate = (lr if schedule == "cosine" else tracker.lr) / 10
-        tracker.phase = "all" if not frozen else "unfrozen" if i else "frozen"
-        trainer = _trainer(logits_model, teacher.logits if teacher else None, temperature, alpha)
-        lr_now = rate
-        if schedule == "cosine":
-            lr_now = keras.optimizers.schedules.CosineDecay(rate, steps * (last - first))
-        trainer.compile(optimizer=keras.optimizers.Adam(lr_now),
-                        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
-        stop = keras.callbacks.EarlyStopping("val_accuracy", patience=patience, mode="max",
-                                             start_from_epoch=best_from_epoch)
-        plateau = [] if schedule == "cosine" else [keras.callbacks.ReduceLROnPlateau(
-            "val_loss", factor=0.3, min_lr=1e-6, patience=max(1, patience - 1))]
-        trainer.fit(train_ds, validation_data=val_ds, epochs=last, initial_epoch=first,
-                    shuffle=False, verbose=0, callbacks=[*callbacks, *plateau, stop, tracker])
-        if stop.stopped_epoch and i == len(phases) - 1:
-            result.stopped_early = True
+    with _frozen([by_name[name] for name in frozen]):
+        phases = [(0, epochs)]
+        if frozen and unfreeze_after is not None and 0 < unfreeze_after < epochs:
+            phases = [(0, unfreeze_after), (unfreeze_after, epochs)]
+        steps = math.ceil(len(data.train) / batch_size)
+        tracker = _tracker(result, probs_model, steps, best_from_epoch, on_batch, on_epoch)
+        start, rate = time.perf_counter(), lr
+        for i, (first, last) in enumerate(phases):
+            if i == 1:
+                for name in frozen:
+                    if not isinstance(by_name[name], keras.layers.BatchNormalization):
+                        by_name[name].trainable = True
+                rate = (lr if schedule == "cosine" else tracker.lr) / 10
+            tracker.phase = "all" if not frozen else "unfrozen" if i else "frozen"
+            trainer = _trainer(logits_model, teacher.logits if teacher else None, temperature,
+                               alpha)
+            lr_now = rate
+            if schedule == "cosine":
+                lr_now = keras.optimizers.schedules.CosineDecay(rate, steps * (last - first))
+            trainer.compile(optimizer=keras.optimizers.Adam(lr_now),
+                            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+            stop = keras.callbacks.EarlyStopping("val_accuracy", patience=patience, mode="max",
+                                                 start_from_epoch=best_from_epoch)
+            plateau = [] if schedule == "cosine" else [keras.callbacks.ReduceLROnPlateau(
+                "val_loss", factor=0.3, min_lr=1e-6, patience=max(1, patience - 1))]
+            trainer.fit(train_ds, validation_data=val_ds, epochs=last, initial_epoch=first,
+                        shuffle=False, verbose=0, callbacks=[*callbacks, *plateau, stop, tracker])
+            if stop.stopped_epoch and i == len(phases) - 1:
+                result.stopped_early = True
     tracker.restore_best()
     result.seconds = time.perf_counter() - start
     return result
+
+
+@contextmanager
+def _frozen(layers):
+    """Freeze ``layers`` for the block and give them back their flags after it, so the saved
+    model does not keep the freezing (Keras saves ``trainable``)."""
+    flags = [layer.trainable for layer in layers]
+    try:
+        for layer in layers:
+            layer.trainable = False
+        yield
+    finally:
+        for layer, flag in zip(layers, flags):
+            layer.trainable = flag
 
 
 def _tracker(result: FitResult, probs_model, steps: int, best_from_epoch: int, on_batch,
