@@ -13,7 +13,7 @@ Everything runs through the real CLI in child processes, as a user would run it:
    ``.tflite`` files (gzip -9, the same bytes a user ships).
 3. Structured: ``edgekit prune trained --structured --ratio 0.3`` (thin), then
    ``edgekit finetune thin --teacher trained --temperature 4 --alpha 0.7 --epochs K
-   --lr 1e-3 --schedule cosine`` (thin_kd) and, for the comparison, ``edgekit finetune thin --epochs K`` with the same
+   --lr 1e-3 --schedule cosine --bn-momentum 0.9`` (thin_kd) and, for the comparison, ``edgekit finetune thin --epochs K`` with the same
    settings and no teacher (thin_ft). Figures: int8 latency of thin_kd against trained, both
    quantized the same way and timed side by side by edgekit's speed check (alternating
    rounds, lower of the per-round medians, TFLite XNNPACK, 1 and 2 threads); the top-1 drop
@@ -137,7 +137,7 @@ def family(name: str, args, d: Path) -> dict:
     kd = d / f"{tag}_thin30_kd{args.kd_epochs}.keras"
     ft = d / f"{tag}_thin30_ft{args.kd_epochs}.keras"
     same = ("--data", TRAIN, "--epochs", args.kd_epochs, "--lr", 1e-3, "--augment", "flip",
-            "--schedule", args.schedule, "--patience", args.kd_epochs)
+            "--schedule", args.schedule, "--bn-momentum", 0.9, "--patience", args.kd_epochs)
     kd_meta = step(kd, "finetune", thin, *same, "--teacher", trained, "--temperature", 4,
                    "--alpha", 0.7)
     step(ft, "finetune", thin, *same)
