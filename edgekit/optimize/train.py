@@ -109,7 +109,13 @@ def load_train_data(data: str, size: tuple[int, int], *, val_data: str | None = 
         idx = np.sort(sample_indices(len(ds), min(limit, len(ds)), seed=seed, labels=ds.labels))
 
     def read(d, indices) -> Split:
-        x = np.concatenate([b for b, _ in d.batches(1000, *size, 3, indices=indices)])
+        # filled in place: the split is the largest thing training holds (60,000 images at
+        # 224x224 are 9 GB), so it must not be built twice by a concatenate
+        x = np.empty((len(indices), *size, 3), np.uint8)
+        at = 0
+        for batch, _ in d.batches(1000, *size, 3, indices=indices):
+            x[at:at + len(batch)] = batch
+            at += len(batch)
         return Split(x, d.labels[indices].astype(np.int64))
 
     if val_data:
