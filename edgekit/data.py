@@ -69,13 +69,15 @@ class Dataset:
         return [_read_image(p) for p in picked]
 
     def batches(
-        self, batch_size: int, height: int, width: int, channels: int = 3, indices=None
+        self, batch_size: int, height: int, width: int, channels: int = 3, indices=None,
+        crop: float | None = None,
     ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
         """Yield (uint8 (B,height,width,channels), labels or None) in index order.
 
         Resizes with Pillow bilinear only when the size differs; grey is repeated to 3 channels,
         alpha is dropped, and RGB becomes grey (channels=1) by ITU-R 601 luminance, the same
-        integer formula as Pillow's ``convert("L")``."""
+        integer formula as Pillow's ``convert("L")``. With ``crop``, each image is first
+        resized and centre-cropped as ``read_photos`` does (ImageNet evaluation)."""
         if channels not in (1, 3):
             raise BadInput(f"channels must be 1 or 3, not {channels}")
         if batch_size < 1 or height < 1 or width < 1:
@@ -83,7 +85,11 @@ class Dataset:
         order = np.arange(len(self)) if indices is None else np.asarray(indices, dtype=np.int64)
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            if self._array is not None:
+            if crop:
+                imgs = self.images(chunk)
+                x = np.stack([_fit(_centre_crop(_as_nhwc(i[None])[0], height, width, crop)[None],
+                                   height, width, channels)[0] for i in imgs])
+            elif self._array is not None:
                 x = _fit(_as_nhwc(self._array[chunk]), height, width, channels)
             else:
                 imgs = self.images(chunk)
@@ -247,6 +253,35 @@ def _fit(x: np.ndarray, height: int, width: int, channels: int) -> np.ndarray:
     if channels == 3 and x.shape[-1] == 1:
         x = np.repeat(x, 3, axis=-1)
     return np.ascontiguousarray(x)
+
+
+def read_photos(paths: list[Path], height: int, width: int, channels: int = 3,
+                crop: float | None = None) -> np.ndarray:
+    """uint8 (N, height, width, channels) from image files. With ``crop`` (e.g. 0.875), the
+    ImageNet evaluation transform: the shorter side resized to size/crop (bilinear,
+    antialiased), then the centre cut out; without, the whole image stretched."""
+    if crop is not None and not 0 < crop <= 1:
+        raise BadInput(f"crop must be in (0, 1], got {crop}")
+    out = []
+    for path in paths:
+        img = _as_nhwc(_read_image(Path(path))[None])
+        if crop:
+            img = _centre_crop(img[0], height, width, crop)[None]
+        out.append(_fit(img, height, width, channels))
+    return np.concatenate(out) if out else np.zeros((0, height, width, channels), np.uint8)
+
+
+def _centre_crop(img: np.ndarray, height: int, width: int, crop: float) -> np.ndarray:
+    from PIL import Image
+
+    h, w = img.shape[:2]
+    s = max(height / crop / h, width / crop / w)  # the shorter side becomes size / crop
+    size = (max(width, round(w * s)), max(height, round(h * s)))
+    pil = Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img)
+    big = np.asarray(pil.resize(size, Image.Resampling.BILINEAR, reducing_gap=None))
+    big = big.reshape(size[1], size[0], img.shape[-1])
+    top, left = (size[1] - height) // 2, (size[0] - width) // 2
+    return big[top:top + height, left:left + width]
 
 
 def _read_image(path: Path) -> np.ndarray:

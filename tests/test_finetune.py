@@ -114,7 +114,7 @@ def test_finetune_puts_a_new_head_on_a_keras_applications_model(workdir):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--freeze", "no_such_layer"], "no layer named"),
+    (["--freeze", "no_such_layer"], "no layer or block named"),
     (["--augment", "flip,zoom"], "unknown augmentation 'zoom'"),
     (["--unfreeze-after", "1"], "--unfreeze-after needs --freeze"),
     (["--schedule", "step"], "unknown --schedule 'step'"),

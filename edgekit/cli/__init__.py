@@ -10,7 +10,7 @@ import typer
 
 from ..errors import EdgekitError, ExitCode
 from . import (calibrate_cmd, compare_cmd, devices_cmd, doctor, emulator_cmd, inspect_cmd,
-               optimize_cmd, profile_cmd, scale_cmd, train_cmd, zoo)
+               optimize_cmd, predict_cmd, profile_cmd, scale_cmd, train_cmd, zoo)
 from ._common import console, setup_logging
 
 app = typer.Typer(
@@ -31,6 +31,7 @@ app.command("finetune")(train_cmd.finetune)
 app.command("quantize")(optimize_cmd.quantize)
 app.command("export")(optimize_cmd.export)
 app.command("profile")(profile_cmd.profile)
+app.command("predict")(predict_cmd.predict)
 app.command("scale")(scale_cmd.scale)
 app.command("calibrate")(calibrate_cmd.calibrate)
 app.command("compare")(compare_cmd.compare)

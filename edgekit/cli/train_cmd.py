@@ -191,7 +191,8 @@ def finetune(
     alpha: float = typer.Option(0.7, "--alpha", help="Weight of the distillation loss; "
                                 "1 - alpha weighs cross-entropy on the labels."),
     freeze: Optional[str] = typer.Option(None, "--freeze", help="Freeze the first N layers, "
-                                         "or every layer up to and including the one named."),
+                                         "every layer up to and including the one named, or "
+                                         "every layer before a block (e.g. block5a)."),
     unfreeze_after: Optional[int] = typer.Option(None, "--unfreeze-after", help="Unfreeze "
                                                  "after this many epochs (learning rate / 10)."),
     augment: Optional[str] = AUGMENT_OPT,

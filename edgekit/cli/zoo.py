@@ -45,17 +45,36 @@ def build(
     classes: int = typer.Option(1000, help="Number of output classes."),
     dropout: Optional[float] = typer.Option(None, help="Dropout before the classifier."),
     seed: int = typer.Option(0, help="Seed for the initial weights (same seed, same weights)."),
+    weights: Optional[str] = typer.Option(
+        None, "--weights", help="Start from ImageNet weights: 'imagenet' (keras.applications' "
+        "file, read from the Keras cache), or a PyTorch checkpoint .pth (torchvision "
+        "MobileNetV2, EfficientNet-Lite0..4; needs edgekit[torch]). The model gets the 1000 "
+        "ImageNet classes (use finetune --classes for yours) and is checked against the "
+        "weights' own framework on real photos."),
     force: bool = FORCE_OPT,
     json_out: bool = JSON_OPT,
 ) -> None:
-    """Build a family at any width, depth and resolution (random weights) as a .keras file."""
+    """Build a family at any width, depth and resolution as a .keras file: random weights,
+    or pretrained ImageNet weights with --weights."""
     from ..artifacts import check_output
-    from ..models.zoo import build_artifact
+    from ..errors import BadInput
 
     check_output(output, force, suffix=".keras")
-    with console.status(f"building {family}"):
-        art = build_artifact(family, output, width=width, depth=depth, resolution=resolution,
-                             classes=classes, dropout=dropout, seed=seed, force=force)
+    if weights is not None and classes != 1000:
+        raise BadInput("--weights brings the 1000-class ImageNet classifier; build with 1000 "
+                       "classes, then `edgekit finetune --classes N` for a new head")
+    with console.status(f"building {family}" + (f" with {weights} weights" if weights else "")):
+        if weights is not None:
+            from ..models.pretrained import build_pretrained
+
+            art = build_pretrained(family, weights, output, width=width, depth=depth,
+                                   resolution=resolution, dropout=dropout, force=force)
+        else:
+            from ..models.zoo import build_artifact
+
+            art = build_artifact(family, output, width=width, depth=depth,
+                                 resolution=resolution, classes=classes, dropout=dropout,
+                                 seed=seed, force=force)
     doc = {**art.meta, "schema": "edgekit.zoo.build/1", "path": str(output)}
     if json_out:
         emit_json(doc)
@@ -64,3 +83,12 @@ def build(
     console.print(f"wrote {output}: {family} width {spec['width']} depth {spec['depth']} "
                   f"resolution {spec['resolution']}, {fmt_count(art.meta['params'])} params, "
                   f"{classes} classes")
+    if weights is not None:
+        rec, prep = art.meta["pretrained"], art.meta["preprocessing"]
+        check = rec["check"]
+        console.print(f"weights: {rec['source']} ({rec['file']}); input (pixel - "
+                      f"{prep['mean']}) / {prep['std']}, centre crop {prep['crop']}")
+        console.print(f"checked against {check['reference']} on {check['n_images']} images "
+                      f"({check['images']}): max |difference| of the probabilities "
+                      f"{check['max_abs_diff_probs']:.2g} (limit {check['tolerance']:g}); "
+                      f"top-1 {'; '.join(check['top1'])}")

@@ -55,13 +55,23 @@ class _Builder:
     # -- primitives ------------------------------------------------------------------------
     def conv(self, x, ch: int, kernel: int, stride: int, name: str, bias: bool = False,
              act: str | None = None):
-        return self.L.Conv2D(ch, kernel, strides=stride, padding="same", use_bias=bias,
+        x, padding = self.pad(x, kernel, stride, name)
+        return self.L.Conv2D(ch, kernel, strides=stride, padding=padding, use_bias=bias,
                              activation=_KERAS_ACT[act] if act else None,
                              kernel_initializer=self.conv_init, name=name)(x)
 
     def dwconv(self, x, kernel: int, stride: int, name: str):
-        return self.L.DepthwiseConv2D(kernel, strides=stride, padding="same", use_bias=False,
+        x, padding = self.pad(x, kernel, stride, name)
+        return self.L.DepthwiseConv2D(kernel, strides=stride, padding=padding, use_bias=False,
                                       depthwise_initializer=self.conv_init, name=name)(x)
+
+    def pad(self, x, kernel: int, stride: int, name: str):
+        """(input, keras padding) of a conv: "same", or explicit symmetric zero padding for
+        a strided conv of a PyTorch-padded spec (stride 1 and an odd kernel: "same" is
+        already symmetric)."""
+        if self.spec.padding == "same" or stride == 1 or kernel == 1:
+            return x, "same"
+        return self.L.ZeroPadding2D(kernel // 2, name=name + "_pad")(x), "valid"
 
     def bn(self, x, name: str):
         return self.L.BatchNormalization(epsilon=self.spec.bn_eps,

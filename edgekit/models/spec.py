@@ -19,6 +19,7 @@ from ..errors import BadInput
 
 KINDS = ("conv", "dwsep", "mbconv", "fused")
 ACTIVATIONS = ("relu", "relu6", "swish", "hard_swish", "sigmoid", "hard_sigmoid")
+PADDINGS = ("same", "symmetric")
 SCHEMA = "edgekit.archspec/1"
 
 
@@ -111,6 +112,10 @@ class ArchSpec:
     se_act: str = "relu"  # activation inside squeeze-excite
     se_gate: str = "sigmoid"
     pre_logits_act: str = "hard_swish"
+    # How strided convs pad: "same" (TensorFlow: the extra pixel at the bottom/right) or
+    # "symmetric" (PyTorch: kernel//2 on every side). Checkpoints from torchvision need the
+    # latter to reproduce their outputs; the output sizes are the same for odd kernels.
+    padding: str = "same"
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -241,6 +246,8 @@ def validate(spec: ArchSpec) -> ArchSpec:
         raise BadInput(f"classes must be an integer >= 2, got {spec.classes!r}")
     if not 0 <= spec.dropout < 1:
         raise BadInput(f"dropout must be in [0, 1), got {spec.dropout!r}")
+    if spec.padding not in PADDINGS:
+        raise BadInput(f"padding must be one of {', '.join(PADDINGS)}, got {spec.padding!r}")
     chain = [spec.stem, *spec.blocks] + ([spec.head] if spec.head else [])
     prev = 3
     for b in chain:

@@ -48,8 +48,9 @@ def _producer(model, layer):
 
 
 def frozen_layers(model, freeze: str | int | None) -> list[str]:
-    """Names of the layers ``--freeze`` names: the first N layers, or up to and including the
-    named one (Keras' ``model.layers`` order, input layer included, as in Keras' guide)."""
+    """Names of the layers ``--freeze`` names: the first N layers, up to and including the
+    named one, or every layer before a named block such as ``block5a`` (Keras'
+    ``model.layers`` order, input layer included, as in Keras' guide)."""
     if freeze is None or freeze == "":
         return []
     names = [layer.name for layer in model.layers]
@@ -58,8 +59,10 @@ def frozen_layers(model, freeze: str | int | None) -> list[str]:
         frozen = names[:n]
     elif freeze in names:
         frozen = names[:names.index(freeze) + 1]
+    elif any(n.startswith(f"{freeze}_") for n in names):  # a zoo block: its layers' prefix
+        frozen = names[:next(i for i, n in enumerate(names) if n.startswith(f"{freeze}_"))]
     else:
-        raise BadInput(f"--freeze: no layer named '{freeze}' in the model")
+        raise BadInput(f"--freeze: no layer or block named '{freeze}' in the model")
     if all(layer.name in frozen for layer in model.layers if layer.weights):
         raise BadInput(f"--freeze {freeze} leaves no layer with weights to train")
     return frozen

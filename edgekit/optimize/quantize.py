@@ -33,7 +33,8 @@ def calibration_batches(source: Artifact, calib: str, calib_size: int, input_hwc
     idx = sample_indices(len(data), min(calib_size, len(data)), seed=seed, labels=data.labels)
     h, w, c = input_hwc
     chunks = [to_model_input(x, source.preprocessing)
-              for x, _ in data.batches(64, h, w, c, indices=idx)]
+              for x, _ in data.batches(64, h, w, c, indices=idx,
+                                       crop=(source.preprocessing or {}).get("crop"))]
     samples = np.concatenate(chunks).astype(np.float32)
     if not np.isfinite(samples).all():
         raise BadInput(f"{calib}: calibration data contains NaN or inf after preprocessing")

@@ -188,7 +188,8 @@ class View:
         from ..models.load import keras_input_hwc
 
         h, w, c = keras_input_hwc(model)
-        return cls((h, w), preprocessing, c)
+        # Training fits whole images (no centre crop), so what it saves must not record one.
+        return cls((h, w), {k: v for k, v in preprocessing.items() if k != "crop"}, c)
 
 
 def pipeline(split: Split, batch_size: int, views: Sequence[View], augment: Sequence[str] = (),

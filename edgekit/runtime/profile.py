@@ -87,7 +87,8 @@ def profile(artifact: Artifact, runner: Runner, *, data: str | None = None,
         ref_shape, ref_nchw = input_spec(reference)
         if ref_shape != shape:
             raise BadInput(f"reference input {ref_shape[1:]} differs from the model's {shape[1:]}")
-    images, labels, subset = _load_images(data, limit, shape, status) if data else (None,) * 3
+    images, labels, subset = (_load_images(data, limit, shape, status, prep.get("crop")) if data
+                              else (None,) * 3)
     with runner:
         runner.prepare(artifact, shape, prep, nchw)
         status(f"timing {runs} runs after {warmup} warm-up on {runner.name}")
@@ -120,7 +121,8 @@ def profile(artifact: Artifact, runner: Runner, *, data: str | None = None,
     return result
 
 
-def _load_images(data: str, limit: int | None, shape: list[int], status: Status):
+def _load_images(data: str, limit: int | None, shape: list[int], status: Status,
+                 crop: float | None = None):
     """uint8 images sized to the model input, their labels, and which subset was taken."""
     from ..data import load_dataset, sample_indices
 
@@ -135,7 +137,7 @@ def _load_images(data: str, limit: int | None, shape: list[int], status: Status)
         subset = f"{limit} of {len(dataset)}, class-balanced"
     status(f"reading {len(idx)} images from {data}")
     images = np.concatenate([x for x, _ in dataset.batches(256, shape[1], shape[2], shape[3],
-                                                           indices=idx)])
+                                                           indices=idx, crop=crop)])
     return images, None if dataset.labels is None else dataset.labels[idx], subset
 
 
