@@ -134,7 +134,7 @@ def copy_weights(app_model, model) -> int:
     return len(src)
 
 
-def input_affine(app_model, constructor: str) -> tuple[np.ndarray, np.ndarray]:
+def input_affine(app_model) -> tuple[np.ndarray, np.ndarray]:
     """(scale, offset) per channel of the preprocessing baked into the application, probed by
     running its layers before the first convolution on black and white images."""
     import keras

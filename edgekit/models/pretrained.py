@@ -154,7 +154,7 @@ def _from_keras(family: str, spec: ArchSpec, default_width: float):
         raise EnvironmentProblem(f"{path}: Keras cannot load it as {app.constructor} weights "
                                  f"({str(exc).strip().splitlines()[0][:160]})",
                                  hint="delete the file so that Keras downloads it again") from None
-    scale, offset = kw.input_affine(app_model, app.constructor)
+    scale, offset = kw.input_affine(app_model)
     spec = replace(spec, preprocessing={**kw.preprocessing(app.constructor, scale, offset),
                                         "crop": CROP})
     model = build_model(spec, seed=0)
