@@ -44,8 +44,9 @@ def _size(p: Path) -> int:
 
 
 def _bad(path, fmt, exc: Any) -> BadInput:
-    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return BadInput(f"cannot read {path} as {fmt}: {reason[:200]}")
+    from .errors import first_line
+
+    return BadInput(f"cannot read {path} as {fmt}: {first_line(exc)}")
 
 
 def _layer(name, kind, macs, params, shape) -> dict:

@@ -76,8 +76,11 @@ class Dataset:
 
         Resizes with Pillow bilinear only when the size differs; grey is repeated to 3 channels,
         alpha is dropped, and RGB becomes grey (channels=1) by ITU-R 601 luminance, the same
-        integer formula as Pillow's ``convert("L")``. With ``crop``, each image is first
-        resized and centre-cropped as ``read_photos`` does (ImageNet evaluation)."""
+        integer formula as Pillow's ``convert("L")``. With ``crop`` (e.g. 0.875), the ImageNet
+        evaluation transform comes first: the shorter side resized to size/crop (bilinear,
+        antialiased), then the centre cut out."""
+        if crop is not None and not 0 < crop <= 1:
+            raise BadInput(f"crop must be in (0, 1], got {crop}")
         if channels not in (1, 3):
             raise BadInput(f"channels must be 1 or 3, not {channels}")
         if batch_size < 1 or height < 1 or width < 1:
@@ -257,18 +260,11 @@ def _fit(x: np.ndarray, height: int, width: int, channels: int) -> np.ndarray:
 
 def read_photos(paths: list[Path], height: int, width: int, channels: int = 3,
                 crop: float | None = None) -> np.ndarray:
-    """uint8 (N, height, width, channels) from image files. With ``crop`` (e.g. 0.875), the
-    ImageNet evaluation transform: the shorter side resized to size/crop (bilinear,
-    antialiased), then the centre cut out; without, the whole image stretched."""
-    if crop is not None and not 0 < crop <= 1:
-        raise BadInput(f"crop must be in (0, 1], got {crop}")
-    out = []
-    for path in paths:
-        img = _as_nhwc(_read_image(Path(path))[None])
-        if crop:
-            img = _centre_crop(img[0], height, width, crop)[None]
-        out.append(_fit(img, height, width, channels))
-    return np.concatenate(out) if out else np.zeros((0, height, width, channels), np.uint8)
+    """uint8 (N, height, width, channels) from image files, fitted as ``Dataset.batches``
+    does (with ``crop``, the ImageNet evaluation centre crop)."""
+    files = Dataset("images", None, None, _files=[Path(p) for p in paths])
+    return np.concatenate([x for x, _ in files.batches(64, height, width, channels, crop=crop)]
+                          or [np.zeros((0, height, width, channels), np.uint8)])
 
 
 def _centre_crop(img: np.ndarray, height: int, width: int, crop: float) -> np.ndarray:

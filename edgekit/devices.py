@@ -16,8 +16,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterator, Literal, Optional, Union
 
-import yaml
-from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator,
+from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
                       model_validator)
 
 from .errors import BadInput
@@ -333,32 +332,12 @@ def device_path(name: str) -> Path:
     raise BadInput(f"unknown device '{name}' (known: {', '.join(known_names())})")
 
 
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"])
-    msg = str(err["msg"]).removeprefix("Value error, ")
-    more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"{loc}: {msg}{more}" if loc else f"{msg}{more}"
-
-
 def load_profile_file(path: Path, origin: str = "file") -> DeviceProfile:
     """Validate one YAML file into a DeviceProfile; any problem is one-line BadInput."""
+    from .yamlfile import load_validated
+
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise BadInput(f"{path}:{where}: malformed YAML ({problem})") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInput(f"{path}: cannot read ({exc})") from None
-    if not isinstance(data, dict):
-        raise BadInput(f"{path}: a device profile must be a YAML mapping")
-    try:
-        profile = DeviceProfile.model_validate(data)
-    except ValidationError as exc:
-        raise BadInput(f"{path}: {_first_error(exc)}") from None
+    profile, _ = load_validated(path, DeviceProfile, "a device profile")
     if profile.name != path.stem:
         raise BadInput(f"{path}: name '{profile.name}' does not match the file name")
     profile._path, profile._origin = str(path), origin

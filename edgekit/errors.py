@@ -39,3 +39,10 @@ class EnvironmentProblem(EdgekitError):
 
 class GateFailed(EdgekitError):
     code = ExitCode.GATE_FAILED
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (its class name when empty), for one-line
+    errors that quote a library's complaint."""
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else exc.__class__.__name__)[:limit]

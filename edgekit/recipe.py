@@ -15,10 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
-
-from .errors import BadInput
 
 SCHEMA = "edgekit.recipe/1"
 STAGES = ("scale", "prune", "finetune", "quantize", "export", "profile")
@@ -85,76 +82,30 @@ def stage_model(stage: str) -> type[BaseModel]:
     return create_model(f"{stage.title()}Stage", __config__=ConfigDict(extra="forbid"), **fields)
 
 
-def validate_stages(stages: list[dict[str, Any]]) -> list[BaseModel]:
+def validate_stages(stages: list[dict[str, Any]], path: Path, node) -> list[BaseModel]:
+    """Each stage validated by its command's schema; errors point at the stage's line."""
+    from .yamlfile import error_at, validation_error
+
     out = []
     for i, raw in enumerate(stages):
-        name = raw.get("stage") if isinstance(raw, dict) else None
+        name = raw.get("stage")
         if name not in STAGES:
-            raise _StageError((i, "stage"), f"unknown stage {name!r} (known: {', '.join(STAGES)})")
+            raise error_at(path, node, ("stages", i, "stage"),
+                           f"unknown stage {name!r} (known: {', '.join(STAGES)})")
         clean = {k.replace("-", "_"): v for k, v in raw.items()}
         try:
             out.append(stage_model(name).model_validate(clean))
         except ValidationError as exc:
-            err = exc.errors()[0]
-            raise _StageError((i, *err["loc"]), str(err["msg"]).removeprefix("Value error, "),
-                              exc.error_count() - 1) from None
+            raise validation_error(path, node, exc, prefix=("stages", i)) from None
     return out
-
-
-class _StageError(Exception):
-    def __init__(self, loc: tuple, msg: str, more: int = 0):
-        super().__init__(msg)
-        self.loc, self.msg, self.more = loc, msg, more
 
 
 def load_recipe(path: str | Path) -> tuple[Recipe, list[BaseModel]]:
     """Read and validate a recipe; every problem is one BadInput naming the file and line."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInput(f"{path}: cannot read ({exc})") from None
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{mark.line + 1}:" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise BadInput(f"{path}:{where} malformed YAML ({problem})") from None
-    if not isinstance(data, dict):
-        raise BadInput(f"{path}: a recipe must be a YAML mapping")
-    try:
-        recipe = Recipe.model_validate(data)
-        return recipe, validate_stages(recipe.stages)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc, msg, more = err["loc"], str(err["msg"]).removeprefix("Value error, "), exc.error_count() - 1
-    except _StageError as exc:
-        loc, msg, more = ("stages", *exc.loc), exc.msg, exc.more
-    where = ".".join(str(p) for p in loc)
-    extra = f" (+{more} more)" if more > 0 else ""
-    raise BadInput(f"{path}:{line_of(node, loc)}: {where + ': ' if where else ''}{msg}{extra}")
+    from .yamlfile import load_validated
 
-
-def line_of(node: yaml.Node | None, loc: tuple) -> int:
-    """1-based line of the deepest YAML node on ``loc`` (keys and list indices)."""
-    line = node.start_mark.line + 1 if node is not None else 1
-    for key in loc:
-        child = None
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                if k.value == str(key) or k.value.replace("-", "_") == str(key):
-                    child = v
-                    line = k.start_mark.line + 1
-                    break
-        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
-            child = node.value[key]
-            line = child.start_mark.line + 1
-        if child is None:
-            break
-        node = child
-    return line
+    recipe, node = load_validated(Path(path), Recipe, "a recipe")
+    return recipe, validate_stages(recipe.stages, Path(path), node)
 
 
 def stage_to_dict(stage: BaseModel) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BadInput, EnvironmentProblem
+from ..errors import BadInput, EnvironmentProblem, first_line
 from .spec import ArchSpec
 
 _GCS = "https://storage.googleapis.com/"
@@ -101,8 +101,8 @@ def weights_file(app: App, spec: ArchSpec) -> Path:
             return Path(keras.utils.get_file(name, app.url + name, cache_dir=str(cache_dir()),
                                              cache_subdir="models"))
     except Exception as exc:
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        reason = text.rsplit(" -- ", 1)[-1][:120]  # get_file: "URL fetch failure on URL: .. -- why"
+        # get_file says "URL fetch failure on URL: None -- why": keep the why
+        reason = first_line(exc, 1000).rsplit(" -- ", 1)[-1][:120]
         raise EnvironmentProblem(
             f"the ImageNet weights {expected} are not in the Keras cache and cannot be "
             f"downloaded ({reason})",
@@ -153,7 +153,9 @@ def input_affine(app_model) -> tuple[np.ndarray, np.ndarray]:
 def preprocessing(constructor: str, scale: np.ndarray, offset: np.ndarray) -> dict[str, Any]:
     """The input the weights expect, as (pixel - mean) / std in 0..255 units."""
     if constructor in ("MobileNet", "MobileNetV2"):  # preprocess_input mode "tf": [-1, 1]
-        return {"mean": [127.5] * 3, "std": [127.5] * 3, "channel_order": "RGB"}
+        from .families import MINUS_ONE_TO_ONE
+
+        return dict(MINUS_ONE_TO_ONE)
     if constructor.startswith("EfficientNet"):
         # keras.applications adds Rescaling(1/sqrt(stddev)) after its Normalization only when
         # it loads "imagenet" weights itself (efficientnet.py): the file stores stddev, not

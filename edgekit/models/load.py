@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import BadInput, EnvironmentProblem
+from ..errors import BadInput, EnvironmentProblem, first_line
 
 
 def quiet_tensorflow() -> None:
@@ -33,9 +33,9 @@ def load_keras(path: str | Path, unsafe: bool = False):
         if "safe_mode" in str(exc) or "Lambda" in str(exc):
             raise BadInput(f"{path}: the model contains code (e.g. a Lambda layer) that safe "
                            "mode refuses to load; pass --unsafe only if you trust the file") from None
-        raise BadInput(f"{path}: cannot load as a Keras model ({_first_line(exc)})") from None
+        raise BadInput(f"{path}: cannot load as a Keras model ({first_line(exc)})") from None
     except Exception as exc:  # corrupt zip, truncated h5, unknown layer... all user input
-        raise BadInput(f"{path}: cannot load as a Keras model ({_first_line(exc)})") from None
+        raise BadInput(f"{path}: cannot load as a Keras model ({first_line(exc)})") from None
 
 
 def keras_input_hwc(model) -> tuple[int, int, int]:
@@ -44,8 +44,3 @@ def keras_input_hwc(model) -> tuple[int, int, int]:
         raise BadInput(f"model input shape {shape} is not (batch, height, width, channels) "
                        "with a fixed size")
     return int(shape[1]), int(shape[2]), int(shape[3])
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else exc.__class__.__name__)[:200]

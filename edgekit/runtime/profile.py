@@ -11,7 +11,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..artifacts import Artifact, named_preprocessing, tool_versions, DEFAULT_PREPROCESSING
-from ..errors import BadInput
+from ..errors import BadInput, first_line
 from ..measure import accuracy, fidelity, latency_stats
 from .base import Runner
 
@@ -46,7 +46,7 @@ def input_spec(artifact: Artifact) -> tuple[list[int], bool]:
                 sess = ort.InferenceSession(str(artifact.path), providers=["CPUExecutionProvider"])
             except Exception as exc:
                 raise BadInput(f"{artifact.path}: onnxruntime cannot load it "
-                               f"({str(exc).splitlines()[0][:160]})") from None
+                               f"({first_line(exc, 160)})") from None
             shape = [d if isinstance(d, int) else 1 for d in sess.get_inputs()[0].shape]
         elif artifact.format == "keras":
             from ..models.load import keras_input_hwc, load_keras

@@ -1,0 +1,72 @@
+"""YAML files validated with pydantic; every problem is one BadInput naming the file and line
+(``recipe.yaml:15: stages.1.mode: Input should be a valid string``). Device profiles and
+recipes are read through here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from .errors import BadInput
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def load_validated(path: Path, model: type[M], what: str) -> tuple[M, yaml.Node]:
+    """``model`` validated from the YAML file ``path`` (``what`` names it in errors), and the
+    file's node tree, for locating later errors with ``error_at``."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{path}: cannot read ({exc})") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{mark.line + 1}:" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise BadInput(f"{path}:{where} malformed YAML ({problem})") from None
+    if not isinstance(data, dict):
+        raise BadInput(f"{path}: {what} must be a YAML mapping")
+    try:
+        return model.model_validate(data), node
+    except ValidationError as exc:
+        raise validation_error(path, node, exc) from None
+
+
+def validation_error(path: Path, node: yaml.Node, exc: ValidationError,
+                     prefix: tuple = ()) -> BadInput:
+    """The first of ``exc``'s errors (its location under ``prefix``) as a BadInput."""
+    err = exc.errors()[0]
+    return error_at(path, node, (*prefix, *err["loc"]), str(err["msg"]), exc.error_count() - 1)
+
+
+def error_at(path: Path, node: yaml.Node, loc: tuple, msg: str, more: int = 0) -> BadInput:
+    where = ".".join(str(p) for p in loc)
+    msg = msg.removeprefix("Value error, ")
+    extra = f" (+{more} more)" if more > 0 else ""
+    return BadInput(f"{path}:{line_of(node, loc)}: {where + ': ' if where else ''}{msg}{extra}")
+
+
+def line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int:
+    """1-based line of the deepest YAML node on ``loc`` (mapping keys, list indices)."""
+    line = node.start_mark.line + 1 if node is not None else 1
+    for key in loc:
+        child = None
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                if k.value in (str(key), str(key).replace("_", "-")):
+                    child, line = v, k.start_mark.line + 1
+                    break
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            child = node.value[key]
+            line = child.start_mark.line + 1
+        if child is None:
+            break
+        node = child
+    return line
