@@ -11,6 +11,8 @@ Errors name the file and the line of the mistake (``recipe.yaml:12: stages.1.mod
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, Optional
@@ -20,7 +22,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 SCHEMA = "edgekit.recipe/1"
 STAGES = ("scale", "prune", "finetune", "quantize", "export", "profile")
 # Options the runner sets itself: each stage's input is the previous stage's output.
-MANAGED = {"model", "output", "force", "json_out", "from_model"}
+MANAGED = {"model", "output", "force", "json_out", "from_model", "save_recipe"}
+# Keys of a stage that belong to the runner, not to the command: the stage's name (for
+# references such as ``teacher: "@teacher"``) and the model it starts from (default: the
+# previous stage's output).
+RUNNER_KEYS = ("id", "input")
+# Options that name datasets: their relative paths are read from the recipe's folder.
+DATA_OPTIONS = ("data", "calib", "val_data")
+_ID = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 
 
 class _Strict(BaseModel):
@@ -43,21 +52,55 @@ class Gates(_Strict):
     max_size_mb: Optional[float] = Field(None, gt=0)
 
 
+class Budget(_Strict):
+    """Handed to a scale stage as --latency-ms/--memory-mb/--size-mb unless it sets them."""
+    latency_ms: Optional[float] = Field(None, gt=0)
+    memory_mb: Optional[float] = Field(None, gt=0)
+    size_mb: Optional[float] = Field(None, gt=0)
+
+
 class Recipe(_Strict):
     schema_: Literal["edgekit.recipe/1"] = Field(SCHEMA, alias="schema")
-    name: str
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
     model: Optional[Path] = None  # an existing model file ...
     zoo: Optional[ZooSource] = None  # ... or a zoo build
     device: Optional[str] = None
-    stages: list[dict[str, Any]] = Field(min_length=1)
+    budget: Budget = Budget()
+    datasets: dict[str, str] = Field(default_factory=dict)  # name -> spec, used as "@name"
+    stages: list[dict[str, Any]] = Field(default_factory=list)
     gates: Gates = Gates()
 
     @model_validator(mode="after")
     def _one_source(self) -> "Recipe":
-        if (self.model is None) == (self.zoo is None):
-            raise ValueError("give exactly one of model (a file) or zoo (a family to build)")
+        starts_with_scale = bool(self.stages) and self.stages[0].get("stage") == "scale"
+        if self.model is not None and self.zoo is not None:
+            raise ValueError("give one of model (a file) or zoo (a family to build), not both")
+        if self.model is None and self.zoo is None and not starts_with_scale:
+            raise ValueError("give exactly one of model (a file) or zoo (a family to build); "
+                             "only a recipe whose first stage is scale may have neither")
+        if not self.stages and self.zoo is None:
+            raise ValueError("stages: a recipe needs at least one stage (or a zoo build)")
+        for name in self.datasets:
+            if not _ID.fullmatch(name):
+                raise ValueError(f"datasets: {name!r} is not a valid name (letters, digits, "
+                                 "_ and -, starting with a letter)")
         return self
+
+
+@dataclass
+class Stage:
+    """One validated stage: its place, name, command options and runner keys."""
+
+    index: int  # 1-based
+    id: str
+    name: str  # the command
+    options: BaseModel
+    input: Optional[str] = None  # "@id" of an earlier stage, else the previous output
+
+    @property
+    def makes_model(self) -> bool:
+        return self.name != "profile"
 
 
 def _option_type(param) -> Any:
@@ -82,30 +125,96 @@ def stage_model(stage: str) -> type[BaseModel]:
     return create_model(f"{stage.title()}Stage", __config__=ConfigDict(extra="forbid"), **fields)
 
 
-def validate_stages(stages: list[dict[str, Any]], path: Path, node) -> list[BaseModel]:
-    """Each stage validated by its command's schema; errors point at the stage's line."""
+def validate_stages(stages: list[dict[str, Any]], path: Path, node,
+                    datasets: Any = ()) -> list[Stage]:
+    """Each stage validated by its command's schema, its id and its "@name" references
+    (datasets and earlier stages); errors point at the stage's line."""
     from .yamlfile import error_at, validation_error
 
-    out = []
+    out: list[Stage] = []
+    models: set[str] = set()  # ids of earlier stages that made a model
     for i, raw in enumerate(stages):
+        if not isinstance(raw, dict):
+            raise error_at(path, node, ("stages", i), "a stage must be a mapping with a 'stage' key")
         name = raw.get("stage")
         if name not in STAGES:
             raise error_at(path, node, ("stages", i, "stage"),
                            f"unknown stage {name!r} (known: {', '.join(STAGES)})")
-        clean = {k.replace("-", "_"): v for k, v in raw.items()}
+        clean = {k.replace("-", "_"): v for k, v in raw.items() if k not in RUNNER_KEYS}
         try:
-            out.append(stage_model(name).model_validate(clean))
+            options = stage_model(name).model_validate(clean)
         except ValidationError as exc:
             raise validation_error(path, node, exc, prefix=("stages", i)) from None
+        taken = {s.id for s in out} | set(datasets)
+        sid = raw.get("id") or _free_id(name, taken)
+        if not isinstance(sid, str) or not _ID.fullmatch(sid) or sid in taken:
+            raise error_at(path, node, ("stages", i, "id"), f"id {sid!r} must be a new name "
+                           "(letters, digits, _ and -, starting with a letter)")
+        src = raw.get("input")
+        if src is not None and (not isinstance(src, str) or src.removeprefix("@") not in models):
+            raise error_at(path, node, ("stages", i, "input"),
+                           f"input {src!r} must be '@ID' of an earlier stage that makes a model")
+        for key, value in _option_values(options):
+            ref = value[1:] if as_reference(value) else None
+            if ref is not None and ref not in models and ref not in datasets:
+                raise error_at(path, node, ("stages", i, key),
+                               f"{value!r} names no dataset and no earlier stage making a model")
+        stage = Stage(i + 1, sid, name, options, src.removeprefix("@") if src else None)
+        if stage.makes_model:
+            models.add(sid)
+        out.append(stage)
     return out
 
 
-def load_recipe(path: str | Path) -> tuple[Recipe, list[BaseModel]]:
+def _free_id(name: str, taken: set[str]) -> str:
+    n, sid = 1, name
+    while sid in taken:
+        n += 1
+        sid = f"{name}-{n}"
+    return sid
+
+
+def _option_values(options: BaseModel):
+    for key in type(options).model_fields:
+        value = getattr(options, key)
+        for v in value if isinstance(value, list) else [value]:
+            yield key, as_reference(v) or v
+
+
+def as_reference(value: Any) -> Optional[str]:
+    """``value`` as "@name" when it is a reference (strings, and paths pydantic made of one)."""
+    text = str(value) if isinstance(value, (str, Path)) else ""
+    return text if text.startswith("@") else None
+
+
+CATALOG = Path(__file__).resolve().parent / "catalog" / "recipes"
+
+
+def shipped() -> list[Path]:
+    """The recipes that ship with edgekit (package data)."""
+    return sorted(CATALOG.glob("*.yaml"))
+
+
+def recipe_path(name: str) -> Path:
+    """A recipe file, or the name of a shipped one (``edgekit run mobilenet_v2-pixel7-int8``)."""
+    from .errors import BadInput
+
+    path = Path(name).expanduser()
+    if path.is_file() or path.suffix in (".yaml", ".yml") or "/" in name:
+        return path
+    for known in shipped():
+        if known.stem == name:
+            return known
+    raise BadInput(f"{name}: no such recipe file, and no shipped recipe of that name (shipped: "
+                   f"{', '.join(p.stem for p in shipped()) or 'none'})")
+
+
+def load_recipe(path: str | Path) -> tuple[Recipe, list[Stage]]:
     """Read and validate a recipe; every problem is one BadInput naming the file and line."""
     from .yamlfile import load_validated
 
     recipe, node = load_validated(Path(path), Recipe, "a recipe")
-    return recipe, validate_stages(recipe.stages, Path(path), node)
+    return recipe, validate_stages(recipe.stages, Path(path), node, recipe.datasets)
 
 
 def stage_to_dict(stage: BaseModel) -> dict[str, Any]:
@@ -117,3 +226,49 @@ def stage_to_dict(stage: BaseModel) -> dict[str, Any]:
         if name != "stage" and value != field.default:
             out[name] = value
     return out
+
+
+def command_recipe(stage: str, args: dict[str, Any], base: Path) -> dict[str, Any]:
+    """The recipe (as YAML-ready data) that reproduces ``edgekit STAGE`` called with ``args``
+    (its parameters); paths are written relative to ``base``, the recipe's folder."""
+    import datetime as dt
+    import os
+
+    def rel(value: Any) -> Any:
+        if isinstance(value, list):
+            return [rel(v) for v in value]
+        if isinstance(value, Path) or (isinstance(value, str) and Path(value).exists()):
+            return os.path.relpath(Path(value).expanduser().resolve(), base.resolve())
+        return value
+
+    today = dt.date.today().isoformat()
+    if stage == "zoo.build":
+        zoo = {k: rel(args[k]) for k in ZooSource.model_fields if args.get(k) is not None}
+        return {"schema": SCHEMA, "name": f"{args['family']}-build",
+                "description": f"written by edgekit zoo build --save-recipe on {today}",
+                "zoo": zoo, "stages": []}
+    options = {k: v for k, v in args.items() if k not in MANAGED}
+    step = stage_to_dict(stage_model(stage).model_validate({"stage": stage, **options}))
+    step = {k: rel(v) if k in DATA_OPTIONS or isinstance(v, Path) else v
+            for k, v in step.items()}
+    source = args.get("from_model") if stage == "scale" else args.get("model")
+    stem = Path(source).stem if source else step.get("device", "scaled")
+    doc: dict[str, Any] = {
+        "schema": SCHEMA,
+        "name": re.sub(r"[^A-Za-z0-9_.-]", "-", f"{stem}-{stage}").lstrip("-.") or stage,
+        "description": f"written by edgekit {stage} --save-recipe on {today}"}
+    if source:
+        doc["model"] = rel(Path(source))
+    doc["stages"] = [step]
+    return doc
+
+
+def save_command_recipe(path: Path, stage: str, args: dict[str, Any]) -> None:
+    """Write ``command_recipe`` to ``path`` (atomically), checked by loading it back."""
+    import yaml
+
+    from .artifacts import write_text_atomic
+
+    doc = command_recipe(stage, args, Path(path).parent)
+    text = yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
+    write_text_atomic(Path(path), text, force=True)

@@ -135,11 +135,17 @@ def _weight_precision(precision: str) -> str:
 
 
 def search(groups: list[str], model: LatencyModel, budget: Budget,
-           classes: int = 1000) -> list[Candidate]:
-    """Every candidate of ``groups``, fitting ones first, each part best proxy first."""
+           classes: int = 1000, resolution: Optional[int] = None) -> list[Candidate]:
+    """Every candidate of ``groups``, fitting ones first, each part best proxy first.
+    ``resolution`` fixes the input size (data of a known size) and searches the rest."""
+    if resolution is not None and not 16 <= resolution <= 1024:
+        raise BadInput(f"--resolution must be between 16 and 1024 (got {resolution})")
     out, seen = [], set()
     for g in groups:
-        for w, d, r, phi in sorted(grid(g), key=lambda p: (p[3] is None, p[:3])):
+        points = grid(g)
+        if resolution is not None:
+            points = list(dict.fromkeys((w, d, resolution, None) for w, d, _, _ in points))
+        for w, d, r, phi in sorted(points, key=lambda p: (p[3] is None, p[:3])):
             c = evaluate(g, w, d, r, phi, model, budget, classes)
             key = (g, c.spec.stem, c.spec.blocks, c.spec.head, c.spec.pre_logits, r)
             if key not in seen:  # depth multipliers that round to the same blocks: keep one

@@ -10,7 +10,7 @@ import typer
 
 from ..errors import EdgekitError, ExitCode
 from . import (calibrate_cmd, compare_cmd, devices_cmd, doctor, emulator_cmd, inspect_cmd,
-               optimize_cmd, predict_cmd, profile_cmd, scale_cmd, train_cmd, zoo)
+               optimize_cmd, predict_cmd, profile_cmd, report_cmd, run_cmd, scale_cmd, train_cmd, zoo)
 from ._common import console, setup_logging
 
 app = typer.Typer(
@@ -36,6 +36,8 @@ app.command("scale")(scale_cmd.scale)
 app.command("calibrate")(calibrate_cmd.calibrate)
 app.command("compare")(compare_cmd.compare)
 app.add_typer(emulator_cmd.app, name="emulator")
+app.command("run")(run_cmd.run)
+app.command("report")(report_cmd.report)
 
 
 def main() -> None:

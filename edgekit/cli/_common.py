@@ -22,6 +22,8 @@ JSON_OPT = typer.Option(False, "--json", help="Print one JSON document on stdout
 FORCE_OPT = typer.Option(False, "--force", help="Overwrite the output if it exists.")
 UNSAFE_OPT = typer.Option(False, "--unsafe",
                           help="Load Keras models with safe_mode off (runs code in the file).")
+SAVE_RECIPE_OPT = typer.Option(None, "--save-recipe", help="Also write a recipe (YAML) that "
+                               "reproduces this command: `edgekit run RECIPE`.")
 PREP_OPT = typer.Option(None, "--preprocessing",
                         help="Input preprocessing when the model has no sidecar: tf ([-1,1]), "
                              "torch (ImageNet mean/std), unit ([0,1]) or raw ([0,255]).")
@@ -33,6 +35,27 @@ def setup_logging() -> None:
     logger.handlers[:] = [handler]
     logger.setLevel(logging.INFO)
     logger.propagate = False
+
+
+def recipe_saver(path: Optional[Path], stage: str, args: dict, force: bool) -> Callable[[], None]:
+    """For --save-recipe: check now that ``path`` can be written; the function returned writes
+    the recipe of ``edgekit STAGE`` with ``args`` (call it once the command has succeeded)."""
+    if path is None:
+        return lambda: None
+    from ..artifacts import check_output
+    from ..errors import BadInput
+
+    if Path(path).suffix not in (".yaml", ".yml"):
+        raise BadInput(f"{path}: --save-recipe writes a .yaml file")
+    check_output(Path(path), force)
+
+    def save() -> None:
+        from ..recipe import save_command_recipe
+
+        save_command_recipe(Path(path), stage, args)
+        console.print(f"wrote recipe {path} (run it with `edgekit run {path}`)")
+
+    return save
 
 
 def emit_json(doc: Any) -> None:

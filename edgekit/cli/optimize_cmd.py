@@ -7,8 +7,8 @@ from typing import Optional
 
 import typer
 
-from ._common import (FORCE_OPT, JSON_OPT, PREP_OPT, UNSAFE_OPT, console, default_output,
-                      emit_json, fmt_bytes, progress_bar)
+from ._common import (FORCE_OPT, JSON_OPT, PREP_OPT, SAVE_RECIPE_OPT, UNSAFE_OPT, console,
+                      default_output, emit_json, fmt_bytes, progress_bar, recipe_saver)
 
 
 def _open_source(model: Path, preprocessing: Optional[str]):
@@ -91,12 +91,15 @@ def quantize(
     output: Optional[Path] = typer.Option(None, "-o", "--output",
                                           help="Output file (default: MODEL_<mode>.<format>)."),
     preprocessing: Optional[str] = PREP_OPT,
+    save_recipe: Optional[Path] = SAVE_RECIPE_OPT,
     force: bool = FORCE_OPT,
     unsafe: bool = UNSAFE_OPT,
     json_out: bool = JSON_OPT,
 ) -> None:
     """Post-training quantization to TFLite or ONNX, with the scheme that is fast on the
     target, an optional accuracy budget (--max-drop) and a speed check against float."""
+    args = dict(locals())  # the parameters, for --save-recipe
+    save = recipe_saver(save_recipe, "quantize", args, force)
     from ..artifacts import check_output
     from ..errors import BadInput
     from ..registry import QUANTIZERS
@@ -133,6 +136,7 @@ def quantize(
             if not calib:
                 update(0, 1)
             art = entry.load()(source, output, mode, progress=update, **kwargs)
+    save()
     _report(art, json_out, "quantize")
 
 
@@ -149,12 +153,15 @@ def export(
     output: Optional[Path] = typer.Option(None, "-o", "--output",
                                           help="Output file (default: MODEL_<precision>.<format>)."),
     preprocessing: Optional[str] = PREP_OPT,
+    save_recipe: Optional[Path] = SAVE_RECIPE_OPT,
     force: bool = FORCE_OPT,
     unsafe: bool = UNSAFE_OPT,
     json_out: bool = JSON_OPT,
 ) -> None:
     """Export a float model for a runtime: TFLite (fp32; fp16 for --target gpu) or ONNX
     (checked against Keras before it is written)."""
+    args = dict(locals())  # the parameters, for --save-recipe
+    save = recipe_saver(save_recipe, "export", args, force)
     from ..artifacts import check_output
     from ..errors import BadInput
     from ..registry import EXPORTERS
@@ -174,4 +181,5 @@ def export(
     source = _open_source(model, preprocessing)
     with console.status(f"exporting {model} to {fmt}"):
         art = exporter.load()(source, output, force=force, unsafe=unsafe, **options)
+    save()
     _report(art, json_out, "export")

@@ -8,8 +8,9 @@ from typing import Optional
 import typer
 
 from ._common import (BENCHMARK_BINARY_OPT, FORCE_OPT, HOST_OPT, IDENTITY_OPT, JSON_OPT,
-                      PORT_OPT, PREP_OPT, REMOTE_PYTHON_OPT, RUNNER_OPT, SERIAL_OPT,
-                      SSH_OPTION_OPT, console, emit_json, fmt_bytes, make_runner)
+                      PORT_OPT, PREP_OPT, REMOTE_PYTHON_OPT, RUNNER_OPT, SAVE_RECIPE_OPT,
+                      SERIAL_OPT, SSH_OPTION_OPT, console, emit_json, fmt_bytes, make_runner,
+                      recipe_saver)
 
 
 def profile(
@@ -43,10 +44,13 @@ def profile(
     limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate a class-balanced subset of N images."),
     preprocessing: Optional[str] = PREP_OPT,
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the result JSON here."),
+    save_recipe: Optional[Path] = SAVE_RECIPE_OPT,
     force: bool = FORCE_OPT,
     json_out: bool = JSON_OPT,
 ) -> None:
     """Measure latency, memory, accuracy and fidelity of a model on a runner."""
+    args = dict(locals())  # the parameters, for --save-recipe
+    save = recipe_saver(save_recipe, "profile", args, force)
     import json
 
     from ..artifacts import check_output, open_artifact, write_text_atomic
@@ -70,6 +74,7 @@ def profile(
                              device=profile_.name if profile_ else None)
     if output:
         write_text_atomic(output, json.dumps(result, indent=2) + "\n", force=force)
+    save()
     if json_out:
         emit_json(result)
     else:

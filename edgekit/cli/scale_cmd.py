@@ -8,8 +8,8 @@ from typing import Optional
 import typer
 
 from ._common import (FORCE_OPT, HOST_OPT, IDENTITY_OPT, JSON_OPT, PORT_OPT, REMOTE_PYTHON_OPT,
-                      SSH_OPTION_OPT, console, emit_json, fmt_count, make_runner, progress_bar,
-                      runner_name)
+                      SAVE_RECIPE_OPT, SSH_OPTION_OPT, console, emit_json, fmt_count,
+                      make_runner, progress_bar, recipe_saver, runner_name)
 
 _GPU_RUNTIMES = ("tflite-gpu", "tensorrt", "onnxruntime-cuda")
 _CPU_RUNTIMES = ("tflite-xnnpack", "onnxruntime-cpu")
@@ -31,6 +31,8 @@ def scale(
                                           "tensorrt (default: from the accelerator)."),
     threads: Optional[int] = typer.Option(None, help="CPU threads (default: the device's)."),
     classes: int = typer.Option(1000, help="Output classes of the model to build."),
+    resolution: Optional[int] = typer.Option(None, help="Search only this input resolution "
+                                             "(your data's size); default: the family's grid."),
     top: int = typer.Option(10, help="Candidates to show (and to measure with --measure)."),
     measure: bool = typer.Option(False, "--measure", help="Build, convert and time the top "
                                  "candidates on the device's runner; re-rank by measured latency."),
@@ -43,11 +45,14 @@ def scale(
                                           "here (.keras, random weights unless --from)."),
     from_model: Optional[Path] = typer.Option(None, "--from", help="Inherit weights from this "
                                               ".keras model where layer names and shapes match."),
+    save_recipe: Optional[Path] = SAVE_RECIPE_OPT,
     force: bool = FORCE_OPT,
     json_out: bool = JSON_OPT,
 ) -> None:
     """Find the most accurate MobileNet/EfficientNet that meets a device's latency, memory and
     size budget (predicted by the cost model; --measure times the best for real)."""
+    args = dict(locals())  # the parameters, for --save-recipe
+    save = recipe_saver(save_recipe, "scale", args, force)
     from ..devices import load_device
     from ..artifacts import check_output
     from ..errors import BadInput, GateFailed
@@ -78,7 +83,7 @@ def scale(
         family = [source.meta["spec"]["name"]]
         classes = source.meta["spec"]["classes"]
     groups = list(dict.fromkeys(group_of(f) for f in family)) if family else list(GROUPS)
-    cands = search(groups, model, budget, classes)
+    cands = search(groups, model, budget, classes, resolution)
     fitting = [c for c in cands if c.fits]
     doc = {"schema": "edgekit.scale/1", "device": profile.name,
            "budget": {**vars(budget), "precision": prec, "runtime": rt, "threads": n_threads},
@@ -117,6 +122,7 @@ def scale(
     doc["chosen"] = best.as_dict()
     if output is not None:
         doc["output"] = _write(best, output, profile, doc, source, force)
+    save()
     if json_out:
         emit_json(doc)
         return

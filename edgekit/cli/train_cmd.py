@@ -9,8 +9,8 @@ from typing import Iterator, Optional
 import typer
 from rich.table import Table
 
-from ._common import (FORCE_OPT, JSON_OPT, PREP_OPT, UNSAFE_OPT, console, default_output,
-                      emit_json, fmt_count, progress_bar)
+from ._common import (FORCE_OPT, JSON_OPT, PREP_OPT, SAVE_RECIPE_OPT, UNSAFE_OPT, console,
+                      default_output, emit_json, fmt_count, progress_bar, recipe_saver)
 
 DATA_OPT = typer.Option(..., "--data", help="Labelled training data: folder of class folders, "
                         ".npz, IDX file or fashion-mnist[-sample]:train.")
@@ -100,12 +100,15 @@ def prune(
     seed: int = SEED_OPT,
     output: Optional[Path] = OUT_OPT,
     preprocessing: Optional[str] = PREP_OPT,
+    save_recipe: Optional[Path] = SAVE_RECIPE_OPT,
     force: bool = FORCE_OPT,
     unsafe: bool = UNSAFE_OPT,
     json_out: bool = JSON_OPT,
 ) -> None:
     """Prune a Keras model: unstructured magnitude pruning (--sparsity, smaller when
     compressed) or structured channel pruning (--structured --ratio, fewer MACs, faster)."""
+    args = dict(locals())  # the parameters, for --save-recipe
+    save = recipe_saver(save_recipe, "prune", args, force)
     from ..artifacts import check_output
     from ..errors import BadInput
 
@@ -136,6 +139,7 @@ def prune(
                                      epochs=2 if epochs is None else epochs,
                                      lr=1e-4 if lr is None else lr,
                                      **common, **callbacks)
+    save()
     if json_out:
         emit_json({**art.meta, "schema": "edgekit.prune/1", "path": str(art.path)})
         return
@@ -214,12 +218,15 @@ def finetune(
     teacher_preprocessing: Optional[str] = typer.Option(None, "--teacher-preprocessing",
                                                         help="The teacher's, if it has no "
                                                         "sidecar (tf | torch | unit | raw)."),
+    save_recipe: Optional[Path] = SAVE_RECIPE_OPT,
     force: bool = FORCE_OPT,
     unsafe: bool = UNSAFE_OPT,
     json_out: bool = JSON_OPT,
 ) -> None:
     """Fine-tune a Keras model: transfer learning (new head, frozen layers), augmentation,
     and knowledge distillation from --teacher; best validation weights are kept."""
+    args = dict(locals())  # the parameters, for --save-recipe
+    save = recipe_saver(save_recipe, "finetune", args, force)
     from ..artifacts import check_output
     from ..optimize.distill import finetune as run
 
@@ -235,6 +242,7 @@ def finetune(
                   limit=limit, seed=seed, preprocessing=prep,
                   teacher_preprocessing=teacher_preprocessing, force=force, unsafe=unsafe,
                   **callbacks)
+    save()
     if json_out:
         emit_json({**art.meta, "schema": "edgekit.finetune/1", "path": str(art.path)})
         return

@@ -7,7 +7,8 @@ from typing import Optional
 
 import typer
 
-from ._common import FORCE_OPT, JSON_OPT, console, emit_json, fmt_count
+from ._common import (FORCE_OPT, JSON_OPT, SAVE_RECIPE_OPT, console, emit_json, fmt_count,
+                      recipe_saver)
 
 app = typer.Typer(help="List and build the MobileNet / EfficientNet families.",
                   no_args_is_help=True)
@@ -51,11 +52,14 @@ def build(
         "MobileNetV2, EfficientNet-Lite0..4; needs edgekit[torch]). The model gets the 1000 "
         "ImageNet classes (use finetune --classes for yours) and is checked against the "
         "weights' own framework on real photos."),
+    save_recipe: Optional[Path] = SAVE_RECIPE_OPT,
     force: bool = FORCE_OPT,
     json_out: bool = JSON_OPT,
 ) -> None:
     """Build a family at any width, depth and resolution as a .keras file: random weights,
     or pretrained ImageNet weights with --weights."""
+    args = dict(locals())  # the parameters, for --save-recipe
+    save = recipe_saver(save_recipe, "zoo.build", args, force)
     from ..artifacts import check_output
     from ..errors import BadInput
 
@@ -75,6 +79,7 @@ def build(
             art = build_artifact(family, output, width=width, depth=depth,
                                  resolution=resolution, classes=classes, dropout=dropout,
                                  seed=seed, force=force)
+    save()
     doc = {**art.meta, "schema": "edgekit.zoo.build/1", "path": str(output)}
     if json_out:
         emit_json(doc)

@@ -356,7 +356,8 @@ def fit(probs_model, logits_model, data: TrainData, view: View, *, epochs: int,
                 "val_loss", factor=0.3, min_lr=1e-6, patience=max(1, patience - 1))]
             trainer.fit(train_ds, validation_data=val_ds, epochs=last, initial_epoch=first,
                         shuffle=False, verbose=0, callbacks=[*callbacks, *plateau, stop, tracker])
-            if stop.stopped_epoch and i == len(phases) - 1:
+            # keras also sets stopped_epoch when patience runs out on the very last epoch
+            if stop.stopped_epoch and stop.stopped_epoch + 1 < last and i == len(phases) - 1:
                 result.stopped_early = True
     tracker.restore_best()
     result.seconds = time.perf_counter() - start

@@ -1,0 +1,115 @@
+"""``edgekit run RECIPE``: a recipe's stages through the edgekit commands, cached by content."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ._common import JSON_OPT, console, emit_json
+
+
+def run(
+    recipe: str = typer.Argument(..., help="Recipe YAML file, or the name of a shipped recipe "
+                                 "(see --list)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (each stage's "
+                                 "command, cached or not) and run nothing."),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where run folders go "
+                                  "(RUNS/NAME-TIMESTAMP, RUNS/latest)."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Stage cache "
+                                             "(default: RUNS/.cache)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Run every stage again (the "
+                                  "results still refresh the cache)."),
+    list_: bool = typer.Option(False, "--list", help="List the shipped recipes and exit."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Run a recipe: build or load a model, then scale, prune, fine-tune, quantize, export and
+    profile it as its stages say, and check its gates. Unchanged stages come from the cache;
+    an interrupted run resumes where it stopped."""
+    from ..pipeline import Pipeline
+    from ..recipe import recipe_path, shipped
+
+    if list_:
+        return _list(shipped(), json_out)
+    pipe = Pipeline(recipe_path(recipe), cache_dir or runs_dir / ".cache")
+    if dry_run:
+        rows = pipe.plan()
+        if json_out:
+            emit_json({"schema": "edgekit.plan/1", "recipe": str(pipe.path),
+                       "name": pipe.recipe.name, "stages": rows,
+                       "gates": pipe.recipe.gates.model_dump(exclude_none=True)})
+            return
+        console.print(f"[bold]{pipe.recipe.name}[/]: {len(rows)} stage(s), "
+                      f"{sum(r['cached'] for r in rows)} cached" + (
+                          f" -- {pipe.recipe.description}" if pipe.recipe.description else ""))
+        for r in rows:
+            state = "[green]cached[/]" if r["cached"] else "[yellow]runs[/]"
+            console.print(f"  {r['index']:>2} {r['id']:<12} {state}  {r['command']}",
+                          soft_wrap=True, markup=True, highlight=False)
+        gates = pipe.recipe.gates.model_dump(exclude_none=True)
+        if gates:
+            console.print("  gates: " + ", ".join(f"{k} {v:g}" for k, v in gates.items()))
+        return
+
+    def announce(step, cached: bool) -> None:
+        if json_out:
+            return
+        head = f"[bold][{pipe.steps.index(step) + 1}/{len(pipe.steps)}] {step.id}[/]"
+        if cached:
+            console.print(f"{head} ({step.name}): cached, ran in {step.record['seconds']:.1f} s "
+                          f"on {step.record['finished'][:10]}")
+        else:
+            console.rule(f"{head} ({step.name})", align="left")
+            console.print("$ edgekit " + " ".join(step.argv), soft_wrap=True, highlight=False,
+                          markup=False)
+
+    doc = None
+    try:
+        doc = pipe.run(runs_dir, use_cache=not no_cache, announce=announce)
+    finally:
+        if doc is None and not json_out:
+            console.print(f"run folder: {_latest(runs_dir)} (finished stages are cached)")
+    if json_out:
+        emit_json(doc)
+    else:
+        _summary(doc)
+
+
+def _latest(runs_dir: Path) -> str:
+    latest = runs_dir / "latest"
+    return str(latest.resolve()) if latest.exists() else str(runs_dir)
+
+
+def _summary(doc: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{doc['name']}: {doc['status']} in {doc['wall_s']:.1f} s",
+                  title_justify="left")
+    for col in ("#", "stage", "", "s", "output"):
+        table.add_column(col, justify="right" if col in ("#", "s") else "left")
+    for s in doc["stages"]:
+        table.add_row(str(s["index"]), f"{s['id']} ({s['stage']})",
+                      "cached" if s["cached"] else "ran",
+                      f"{s['wall_s']:.1f}", Path(s["output"]["path"]).name)
+    console.print(table)
+    for g in doc["gates"]:
+        mark = "[green]pass[/]" if g["passed"] else "[red]FAIL[/]"
+        console.print(f"  gate {mark} {g['detail']} ({g['basis']})", soft_wrap=True)
+    console.print(f"run folder: {doc['run_dir']}")
+
+
+def _list(paths: list[Path], json_out: bool) -> None:
+    from ..recipe import load_recipe
+
+    rows = []
+    for p in paths:
+        r, stages = load_recipe(p)
+        rows.append({"name": p.stem, "path": str(p), "device": r.device,
+                     "stages": [s.name for s in stages], "description": r.description})
+    if json_out:
+        emit_json({"schema": "edgekit.recipes/1", "recipes": rows})
+        return
+    for r in rows:
+        console.print(f"[bold]{r['name']}[/] ({r['device'] or 'no device'}): "
+                      f"{' -> '.join(r['stages'])}. {r['description']}", soft_wrap=True)

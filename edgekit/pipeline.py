@@ -1,0 +1,513 @@
+"""``edgekit run``: a recipe executed stage by stage through the edgekit commands themselves.
+
+Each stage becomes the command line a user would type (``edgekit quantize IN --mode int8 ...
+-o OUT``) and runs in this process through the same Typer command, so a recipe and the CLI
+share one execution path and cannot drift apart.
+
+Every stage's output lives in a content-addressed cache: the key is the sha256 of the stage's
+name, its options (datasets, references and model files replaced by the sha256 of their
+content), the sha256 of its input model, and, for the stages that take a device (scale,
+profile), the device profile's content (and, for profile, the machine it measures on). An
+unchanged stage is never run twice; a changed stage changes its output's hash, so only what
+follows it runs again. A stage's folder is complete only once its ``stage.json`` exists
+(written last, atomically): a run interrupted mid-stage leaves an incomplete folder that the
+next run discards, and everything that finished is kept.
+
+A run folder (``runs/NAME-TIMESTAMP``, and ``runs/latest`` pointing at the newest) holds every
+output hard-linked from the cache as ``NN-ID.ext`` with its sidecar, and ``run.json``: the
+stages with their commands, keys, timings and hashes, the gates and the provenance.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import shlex
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from .errors import BadInput, EdgekitError, GateFailed
+from .recipe import (DATA_OPTIONS, MANAGED, Recipe, Stage, as_reference, load_recipe,
+                     stage_to_dict)
+
+RUN_SCHEMA = "edgekit.run/1"
+STAGE_SCHEMA = "edgekit.stage/1"
+DEVICE_STAGES = ("scale", "profile")
+
+
+@dataclass
+class Step:
+    """A stage resolved for execution: where its input is and what its key hashes."""
+
+    index: int  # 0 for the zoo build, then the recipe's 1-based stage numbers
+    id: str
+    name: str  # command: build (zoo build), scale, prune, finetune, quantize, export, profile
+    options: dict[str, Any]  # non-default command options, references resolved to paths
+    keyed: dict[str, Any]  # the same, with content hashes where the options name files
+    input: Optional[str] = None  # id of the step whose output it reads
+    device: Optional[str] = None
+    key: Optional[str] = None  # None until the inputs are known (dry-run)
+    argv: list[str] = field(default_factory=list)
+    record: Optional[dict] = None  # stage.json once done
+
+    @property
+    def suffix(self) -> str:
+        if self.name == "profile":
+            return ".json"
+        if self.name in ("quantize", "export"):
+            return "." + self.options.get("fmt", "tflite")
+        return ".keras"
+
+    @property
+    def makes_model(self) -> bool:
+        return self.name != "profile"
+
+
+class Pipeline:
+    """A loaded recipe, ready to plan (``dry-run``) or run."""
+
+    def __init__(self, path: Path, cache_dir: Path):
+        self.path = Path(path)
+        self.base = self.path.resolve().parent
+        self.recipe, self.stages = load_recipe(self.path)
+        self.cache = Path(cache_dir)
+        self._hashes: dict[tuple, str] = {}
+        self.steps = self._steps()
+
+    # --- planning --------------------------------------------------------------------------
+    def _steps(self) -> list[Step]:
+        from .devices import load_device
+
+        r = self.recipe
+        steps: list[Step] = []
+        if r.zoo is not None:
+            z = r.zoo.model_dump(exclude_none=True)
+            if "weights" in z and z["weights"] != "imagenet":
+                z["weights"] = str(self._local(z["weights"]))
+            steps.append(Step(0, "build", "build", z, dict(z)))
+        for name in {s.options.device for s in self.stages if hasattr(s.options, "device")
+                     and s.options.device} | ({r.device} if r.device else set()):
+            load_device(name)  # an unknown device fails now, listing the known ones
+        for stage in self.stages:
+            options = stage_to_dict(stage.options)
+            options.pop("stage")
+            if stage.name in DEVICE_STAGES and r.device and "device" not in options:
+                options["device"] = r.device
+            if stage.name == "scale":
+                for k, v in r.budget.model_dump(exclude_none=True).items():
+                    options.setdefault(k, v)
+            prev = next((s.id for s in reversed(steps) if s.makes_model), None)
+            step = Step(stage.index, stage.id, stage.name, {}, {},
+                        input=stage.input or prev, device=options.get("device"))
+            for key, value in options.items():
+                step.options[key], step.keyed[key] = self._resolve(stage, key, value, steps)
+            steps.append(step)
+        return steps
+
+    def _resolve(self, stage: Stage, key: str, value: Any, steps: list[Step]) -> tuple[Any, Any]:
+        """(value for the command line, value for the cache key) of one option."""
+        if isinstance(value, list):
+            pairs = [self._resolve(stage, key, v, steps) for v in value]
+            return [p[0] for p in pairs], [p[1] for p in pairs]
+        ref = as_reference(value)
+        if ref:
+            value, name = ref, ref[1:]
+            if name in self.recipe.datasets:
+                return self._resolve(stage, key, self.recipe.datasets[name], steps)
+            return value, value  # an earlier stage's output: filled in when it has run
+        if key in DATA_OPTIONS and isinstance(value, str):
+            spec = self._data(value)
+            return spec, ("dataset", lambda: self._data_hash(spec))
+        if isinstance(value, Path):
+            path = self._local(value)
+            return str(path), ("file", lambda: self._file_hash(path))
+        return value, value
+
+    def _local(self, value) -> Path:
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else self.base / path
+
+    def _data(self, spec: str) -> str:
+        from .data import _NAMED_SPEC
+
+        if _NAMED_SPEC.fullmatch(spec) and not (self.base / spec).exists():
+            return spec  # a named dataset such as fashion-mnist:train
+        return str(self._local(spec))
+
+    def _data_hash(self, spec: str) -> str:
+        from .data import _NAMED_SPEC, resolve_named
+
+        if _NAMED_SPEC.fullmatch(spec) and not Path(spec).exists():
+            images = resolve_named(spec)  # the IDX images file; its labels file beside it
+            labels = images.with_name(images.name.replace("images-idx3", "labels-idx1"))
+            return "+".join(self._file_hash(p) for p in (images, labels) if p.exists())
+        if not Path(spec).exists():
+            raise BadInput(f"{self.path}: dataset {spec}: no such file or folder")
+        return self._file_hash(Path(spec))
+
+    def _file_hash(self, path: Path) -> str:
+        from .artifacts import sha256_of
+
+        if not path.exists():
+            raise BadInput(f"{self.path}: {path}: no such file or folder")
+        st = path.stat()
+        memo = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+        if memo not in self._hashes:
+            self._hashes[memo] = sha256_of(path)
+        return self._hashes[memo]
+
+    def key_of(self, step: Step, done: dict[str, Step]) -> Optional[str]:
+        """The step's cache key, or None while an input it needs has not run yet."""
+        from . import __version__
+
+        config: dict[str, Any] = {}
+        for k, v in step.keyed.items():
+            config[k] = self._keyed(v, done)
+        if step.input is not None:
+            if step.input not in done or done[step.input].record is None:
+                return None
+            config["<input>"] = done[step.input].record["output"]["sha256"]
+        elif self.recipe.model is not None and step.index > 0:
+            config["<input>"] = self._file_hash(self._local(self.recipe.model))
+        if any(_pending(v) for v in config.values()):
+            return None
+        if step.name in DEVICE_STAGES and step.device:
+            from .devices import load_device
+
+            config["<device>"] = load_device(step.device).model_dump(mode="json")
+        if step.name == "profile":  # a local measurement belongs to this machine
+            config["<host>"] = [platform.node(), platform.machine(), platform.processor()]
+        doc = {"stage": step.name, "config": config, "edgekit": __version__}
+        return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+
+    def _keyed(self, value: Any, done: dict[str, Step]) -> Any:
+        if isinstance(value, list):
+            return [self._keyed(v, done) for v in value]
+        if isinstance(value, tuple):
+            return [value[0], value[1]()]
+        if isinstance(value, str) and value.startswith("@"):
+            step = done.get(value[1:])
+            return step.record["output"]["sha256"] if step and step.record else _PENDING
+        return value
+
+    def argv(self, step: Step, done: dict[str, Step], output: Path) -> list[str]:
+        """The edgekit command line of ``step``, writing ``output``."""
+        from typer.main import get_command
+
+        from .cli import app
+
+        def fill(v):
+            if isinstance(v, str) and v.startswith("@"):
+                s = done.get(v[1:])
+                return s.record["output"]["path"] if s and s.record else f"<{v[1:]}>"
+            return v
+
+        if step.name == "build":
+            command, head = get_command(app).commands["zoo"].commands["build"], ["zoo", "build"]
+            opts = dict(step.options)
+            head.append(opts.pop("family"))
+        else:
+            command, head = get_command(app).commands[step.name], [step.name]
+            opts = {k: fill(v) if not isinstance(v, list) else [fill(x) for x in v]
+                    for k, v in step.options.items()}
+            source = (fill("@" + step.input) if step.input else
+                      str(self._local(self.recipe.model)) if self.recipe.model else None)
+            if step.name == "scale":
+                if source:
+                    head += ["--from", source]
+            else:
+                head.append(source)
+        return [*head, *_options_argv(command, opts), "-o", str(output)]
+
+    # --- running -----------------------------------------------------------------------------
+    def plan(self) -> list[dict]:
+        """What a run would do, without running: each step's command and whether it is cached."""
+        done: dict[str, Step] = {}
+        rows = []
+        for step in self.steps:
+            step.key = self.key_of(step, done)
+            cached = step.key is not None and (self.cache / step.key / "stage.json").is_file()
+            if cached:
+                step.record = json.loads((self.cache / step.key / "stage.json").read_text())
+            out = (self.cache / step.key / f"out{step.suffix}") if step.key else Path(
+                f"<{step.id}{step.suffix}>")
+            rows.append({"index": step.index, "id": step.id, "stage": step.name,
+                         "key": step.key, "cached": cached,
+                         "command": _shell(["edgekit", *self.argv(step, done, out)])})
+            done[step.id] = step
+        return rows
+
+    def run(self, runs_dir: Path, *, use_cache: bool = True,
+            announce: Callable[[Step, bool], None] = lambda step, cached: None) -> dict:
+        """Run every step (from the cache where it can), then the gates; write the run folder.
+
+        Returns the run document (also ``run.json``); a failed gate raises GateFailed after
+        the folder is complete, an interrupted stage leaves the finished ones in the cache."""
+        from . import __version__
+        from .artifacts import sha256_of
+
+        self.cache.mkdir(parents=True, exist_ok=True)
+        started = dt.datetime.now(dt.timezone.utc)
+        folder = _new_run_folder(Path(runs_dir), self.recipe.name, started)
+        doc = {"schema": RUN_SCHEMA, "status": "running", "name": self.recipe.name,
+               "recipe": {"path": str(self.path), "sha256": sha256_of(self.path),
+                          "device": self.recipe.device, "description": self.recipe.description},
+               "run_dir": str(folder), "cache_dir": str(self.cache),
+               "started": started.isoformat(timespec="seconds"), "finished": None,
+               "wall_s": None, "stages": [], "gates": [],
+               "provenance": {"edgekit": __version__, "python": platform.python_version(),
+                              "host": platform.node(), "machine": platform.machine()}}
+        t0 = time.perf_counter()
+        done: dict[str, Step] = {}
+        try:
+            for step in self.steps:
+                s0 = time.perf_counter()
+                cached = self._execute(step, done, use_cache, announce)
+                done[step.id] = step
+                doc["stages"].append(self._link(step, folder, cached,
+                                                 time.perf_counter() - s0))
+                _write_json(folder / "run.json", doc)
+            doc["gates"] = evaluate_gates(self.recipe, self.steps)
+            failed = [g for g in doc["gates"] if not g["passed"]]
+            doc["status"] = "gates failed" if failed else "passed"
+        except KeyboardInterrupt:
+            doc["status"] = "interrupted"
+            raise
+        except EdgekitError as exc:
+            doc["status"] = "failed"
+            doc["error"] = str(exc)
+            raise
+        finally:
+            doc["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+            doc["wall_s"] = round(time.perf_counter() - t0, 3)
+            _write_json(folder / "run.json", doc)
+        if failed:
+            raise GateFailed(f"{len(failed)} gate(s) failed: " + "; ".join(
+                g["detail"] for g in failed), hint=f"see {folder / 'run.json'}")
+        return doc
+
+    def _execute(self, step: Step, done: dict[str, Step], use_cache: bool,
+                 announce: Callable[[Step, bool], None]) -> bool:
+        """Run ``step`` unless the cache has it; True when it came from the cache."""
+        from .artifacts import sha256_of, size_of
+
+        step.key = self.key_of(step, done)
+        assert step.key is not None  # every input ran before this step
+        entry = self.cache / step.key
+        record_path = entry / "stage.json"
+        if use_cache and record_path.is_file():
+            step.record = json.loads(record_path.read_text())
+            announce(step, True)
+            return True
+        if entry.exists():  # an earlier run was interrupted here, or --no-cache
+            shutil.rmtree(entry)
+        entry.mkdir(parents=True)
+        output = entry / f"out{step.suffix}"
+        step.argv = self.argv(step, done, output)
+        announce(step, False)
+        t0 = time.perf_counter()
+        _invoke(step.argv)
+        record = {"schema": STAGE_SCHEMA, "stage": step.name, "id": step.id, "key": step.key,
+                  "command": _shell(["edgekit", *step.argv]), "argv": step.argv,
+                  "seconds": round(time.perf_counter() - t0, 3),
+                  "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                  "host": platform.node(),
+                  "output": {"path": str(output), "sha256": sha256_of(output),
+                             "size_bytes": size_of(output)}}
+        _write_json(record_path, record)  # last: the entry is complete from here on
+        step.record = record
+        return False
+
+    def _link(self, step: Step, folder: Path, cached: bool, wall_s: float) -> dict:
+        """Put the step's output (and sidecar) into the run folder as NN-ID.ext."""
+        rec = step.record
+        src = Path(rec["output"]["path"])
+        dst = folder / f"{step.index:02d}-{step.id}{step.suffix}"
+        _link_file(src, dst)
+        side = src.with_name(src.name + ".json")
+        if side.is_file():
+            _link_file(side, dst.with_name(dst.name + ".json"))
+        return {"index": step.index, "id": step.id, "stage": step.name, "key": step.key,
+                "cached": cached, "seconds": rec["seconds"], "wall_s": round(wall_s, 3),
+                "command": rec["command"], "input": step.input,
+                "output": {**rec["output"], "path": str(dst), "cache_path": rec["output"]["path"]}}
+
+
+_PENDING = object()
+
+
+def _pending(value: Any) -> bool:
+    if isinstance(value, list):
+        return any(_pending(v) for v in value)
+    return value is _PENDING
+
+
+def _options_argv(command, options: dict[str, Any]) -> list[str]:
+    """Command-line words for ``options`` (parameter name -> value) of a Typer command."""
+    params = {p.name: p for p in command.params}
+    out: list[str] = []
+    for name, value in options.items():
+        if name in MANAGED or value is None:
+            continue
+        p = params[name]
+        flag = next((o for o in p.opts if o.startswith("--")), p.opts[0])
+        if getattr(p, "is_flag", False) and isinstance(value, bool):
+            if value:
+                out.append(flag)
+            elif p.secondary_opts:
+                out.append(p.secondary_opts[0])
+        elif p.multiple:
+            for v in value:
+                out += [flag, str(v)]
+        else:
+            out += [flag, str(value)]
+    return out
+
+
+def _invoke(argv: list[str]) -> None:
+    """Run ``edgekit ARGV`` in this process, exactly as the command line would."""
+    from typer.main import get_command
+
+    from .cli import app
+
+    try:
+        get_command(app).main(args=argv, prog_name="edgekit", standalone_mode=False)
+    except EdgekitError:
+        raise
+    except Exception as exc:  # typer's vendored click: usage errors, duck-typed as in cli
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
+            raise BadInput(f"edgekit {argv[0]}: {exc.format_message()}") from None
+        raise
+
+
+def _shell(argv: list[str]) -> str:
+    return " ".join(shlex.quote(str(a)) for a in argv)
+
+
+def _write_json(path: Path, doc: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    tmp.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def _link_file(src: Path, dst: Path) -> None:
+    if dst.exists():
+        dst.unlink()
+    try:
+        os.link(src, dst)
+    except OSError:  # another file system, or no hard links: copy
+        shutil.copy2(src, dst)
+
+
+def _new_run_folder(runs: Path, name: str, started: dt.datetime) -> Path:
+    runs = runs.resolve()
+    runs.mkdir(parents=True, exist_ok=True)
+    stamp = started.strftime("%Y%m%d-%H%M%S")
+    folder, n = runs / f"{name}-{stamp}", 1
+    while folder.exists():
+        n += 1
+        folder = runs / f"{name}-{stamp}-{n}"
+    folder.mkdir()
+    latest = runs / "latest"
+    tmp = runs / f".latest.{os.getpid()}"
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    try:
+        tmp.symlink_to(folder.name)
+        os.replace(tmp, latest)
+    except OSError:  # no symlinks here: runs/latest is not made
+        pass
+    return folder
+
+
+# --- gates -----------------------------------------------------------------------------------
+def evaluate_gates(recipe: Recipe, steps: list[Step]) -> list[dict]:
+    """Each gate of the recipe against the final model and the last profile of it."""
+    gates = recipe.gates
+    models = [s for s in steps if s.makes_model and s.record]
+    profiles = [_read(Path(s.record["output"]["path"])) for s in steps
+                if s.name == "profile" and s.record]
+    final = models[-1] if models else None
+    names = {s.record["output"]["path"]: s.id for s in steps if s.record}
+    out = []
+    if gates.max_size_mb is not None and final is not None:
+        mb = final.record["output"]["size_bytes"] / 1e6
+        out.append(_gate("max_size_mb", mb, gates.max_size_mb, "MB",
+                         f"file size of {final.id}, measured"))
+    if gates.max_accuracy_drop is not None:
+        both = [p for p in profiles if p.get("accuracy") and p.get("reference_accuracy")]
+        if both:
+            p = both[-1]
+            drop = p["reference_accuracy"]["top1"] - p["accuracy"]["top1"]
+            ref = names.get(p["fidelity"]["reference"], p["fidelity"]["reference"])
+            model = names.get(p["model"]["path"], p["model"]["path"])
+            out.append(_gate("max_accuracy_drop", drop, gates.max_accuracy_drop, "pt",
+                             f"top-1 of {ref} minus {model} on {p['accuracy']['dataset']} "
+                             f"(n={p['accuracy']['n']}), measured"))
+        else:
+            out.append(_unchecked("max_accuracy_drop", "no profile stage has --data and "
+                                  "--reference to measure the drop with"))
+    if gates.max_latency_ms is not None:
+        out.append(_latency_gate(recipe, final, profiles, gates.max_latency_ms))
+    return out
+
+
+def _latency_gate(recipe: Recipe, final: Optional[Step], profiles: list[dict],
+                  limit: float) -> dict:
+    sha = final.record["output"]["sha256"] if final else None
+    mine = [p for p in profiles if p["model"]["sha256"] == sha and
+            p["latency_ms"].get("meaningful", True)]
+    on_device = [p for p in mine if recipe.device and p["device"]["name"] == recipe.device]
+    if on_device or (mine and not recipe.device):
+        p = (on_device or mine)[-1]
+        return _gate("max_latency_ms", p["latency_ms"]["p50"], limit, "ms",
+                     f"median, measured on {p['provenance']['measured']}")
+    if final is None or not recipe.device:
+        return _unchecked("max_latency_ms", "no profile of the final model and no device to "
+                          "predict for")
+    return _predicted_latency(recipe.device, final, limit)
+
+
+def _predicted_latency(device: str, final: Step, limit: float) -> dict:
+    from .artifacts import open_artifact
+    from .devices import load_device
+    from .latency import device_model
+    from .models.spec import spec_from_dict
+
+    meta = open_artifact(final.record["output"]["path"]).meta
+    if "spec" not in meta:
+        return _unchecked("max_latency_ms", f"{final.id} was not profiled on {device} and has "
+                          "no architecture spec to predict its latency from")
+    profile = load_device(device)
+    b = profile.default_budget
+    precision = {"int8": "int8", "fp16": "fp16"}.get(meta.get("precision"), "fp32")
+    try:
+        model = device_model(profile, b.runtime, precision, int(b.threads.value))
+    except BadInput as exc:
+        return _unchecked("max_latency_ms", str(exc))
+    ms = model.predict_ms(spec_from_dict(meta["spec"]))
+    return _gate("max_latency_ms", ms, limit, "ms",
+                 f"predicted for {device} ({b.runtime}, {precision}, {model.threads} thread(s)), "
+                 f"expected error ±{model.expected_error_pct:.0f}%: {model.basis}")
+
+
+def _gate(name: str, value: float, limit: float, unit: str, basis: str) -> dict:
+    passed = value <= limit
+    return {"gate": name, "value": round(value, 4), "limit": limit, "unit": unit,
+            "passed": passed, "basis": basis,
+            "detail": f"{name}: {value:.3g} {unit} {'<=' if passed else '>'} {limit:g} {unit}"}
+
+
+def _unchecked(name: str, why: str) -> dict:
+    return {"gate": name, "value": None, "limit": None, "unit": None, "passed": False,
+            "basis": why, "detail": f"{name}: not checked ({why})"}
+
+
+def _read(path: Path) -> dict:
+    return json.loads(Path(path).read_text())

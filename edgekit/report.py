@@ -1,0 +1,377 @@
+"""``edgekit report``: every variant of a run in one table and three plots.
+
+Inputs are the JSON documents edgekit writes: ``run.json`` of ``edgekit run`` (its stages'
+artifacts and profiles are read from its folder), ``edgekit profile`` results and artifact
+sidecars. A *variant* is one model file (keyed by its sha256): its size, MACs and parameters
+(from its architecture spec, else from the model graph), the latency measured by each profile
+of it (with where it was measured) or, without one, predicted for the run's device by the cost
+model (with its expected error), its accuracy and its fidelity to its reference.
+
+Plots (matplotlib, PNG): accuracy vs latency with the Pareto front, the MACs share of each
+block of the final model, and the before/after of each stage (size, MACs, top-1).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+from .errors import BadInput, first_line
+
+REPORT_SCHEMA = "edgekit.report/1"
+TITLES = {"pareto": "Accuracy vs latency", "layers": "MACs per block of the final model",
+          "stages": "Before and after each stage"}
+
+
+def collect(paths: list[Path]) -> dict[str, Any]:
+    """Variants (in stage order) and runs from ``paths``; unknown documents are an error."""
+    variants: dict[str, dict] = {}
+    profiles: list[dict] = []
+    runs: list[dict] = []
+    aliases: dict[str, str] = {}  # a run's cache paths -> stage ids
+    docs = [(path, _load(path)) for path in paths]
+    order = {"edgekit.run/1": 0, "edgekit.profile/1": 1}  # runs first: they name the variants
+    for path, doc in sorted(docs, key=lambda pd: order.get(pd[1].get("schema"), 2)):
+        schema = doc.get("schema")
+        if schema == "edgekit.run/1":
+            runs.append(doc)
+            for st in doc["stages"]:  # the outputs sit beside run.json (folders move)
+                out = Path(path).parent / Path(st["output"]["path"]).name
+                aliases[st["output"].get("cache_path", "")] = st["id"]
+                if not out.exists():
+                    raise BadInput(f"{path}: {out} is missing (the run folder was changed)")
+                if st["stage"] == "profile":
+                    profiles.append(_load(out))
+                else:
+                    _add_variant(variants, out, st["id"], st["stage"])
+        elif schema == "edgekit.profile/1":
+            profiles.append(doc)
+        elif schema == "edgekit.artifact/1":
+            model = Path(path).with_name(Path(path).name.removesuffix(".json"))
+            _add_variant(variants, model, model.stem, (doc.get("stage") or {}).get("name"))
+        else:
+            raise BadInput(f"{path}: not a run, profile result or artifact sidecar (schema "
+                           f"{schema!r})")
+    for p in profiles:
+        v = variants.get(p["model"]["sha256"])
+        if v is None:  # a profile of a model that came without its sidecar
+            v = variants.setdefault(p["model"]["sha256"], _bare_variant(p))
+        v["profiles"].append(_profile_summary(p, aliases))
+    device = next((r["recipe"]["device"] for r in runs if r["recipe"].get("device")), None)
+    rows = list(variants.values())
+    for v in rows:
+        v["predicted"] = _predict(v, device) if device else None
+    front = pareto([v for v in rows if _acc(v) is not None and _latency(v)[0] is not None])
+    for v in rows:
+        v["pareto"] = v["sha256"] in front
+    return {"schema": REPORT_SCHEMA, "device": device, "runs": [_run_summary(r) for r in runs],
+            "variants": rows}
+
+
+def _load(path: Path) -> dict:
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadInput(f"{path}: cannot read as JSON ({first_line(exc, 120)})") from None
+    if not isinstance(doc, dict):
+        raise BadInput(f"{path}: not an edgekit JSON document")
+    return doc
+
+
+def _add_variant(variants: dict, path: Path, name: str, stage: Optional[str]) -> None:
+    from .artifacts import open_artifact
+
+    art = open_artifact(path)
+    m = art.meta
+    if art.sha256 in variants:
+        return
+    macs, params = _work(art)
+    variants[art.sha256] = {
+        "name": name, "stage": stage, "path": str(path), "sha256": art.sha256,
+        "format": art.format, "precision": m.get("precision") or "fp32",
+        "size_bytes": m.get("size_bytes") or path.stat().st_size, "macs": macs, "params": params,
+        "spec": m.get("spec"), "parent": (m.get("parent") or {}).get("sha256"), "profiles": []}
+
+
+def _bare_variant(p: dict) -> dict:
+    m = p["model"]
+    return {"name": Path(m["path"]).stem, "stage": None, "path": m["path"],
+            "sha256": m["sha256"], "format": m["format"], "precision": m["precision"] or "?",
+            "size_bytes": m["size_bytes"], "macs": None, "params": None, "spec": None,
+            "parent": None, "profiles": []}
+
+
+def _work(art) -> tuple[Optional[int], Optional[int]]:
+    """MACs and params: from the spec when edgekit built the model, else from its graph."""
+    if art.meta.get("spec"):
+        from .costmodel import spec_work, totals
+        from .models.spec import spec_from_dict
+
+        t = totals(spec_work(spec_from_dict(art.meta["spec"])))
+        return t["macs"], art.meta.get("params") or t["params"]
+    from .analyze import analyze
+
+    try:
+        a = analyze(art.path, art.format)
+    except BadInput:
+        return None, None
+    return a.get("macs"), a.get("params")
+
+
+def _profile_summary(p: dict, aliases: dict[str, str]) -> dict:
+    lat = p["latency_ms"]
+    out = {"latency_p50_ms": lat.get("p50") if lat.get("meaningful", True) else None,
+           "measured_on": p["provenance"]["measured"], "device": p["device"]["name"],
+           "threads": p["settings"]["threads"], "date": p["provenance"]["date"],
+           "runtime": f"{p['provenance']['runtime']} {p['provenance']['runtime_version']}",
+           "peak_rss_mb": p["memory"]["peak_rss_mb"]}
+    if p.get("accuracy"):
+        a = p["accuracy"]
+        out["accuracy"] = {"top1": a["top1"], "top5": a.get("top5"), "n": a["n"],
+                           "dataset": a["dataset"]}
+    if p.get("fidelity"):
+        f = p["fidelity"]
+        out["fidelity"] = {"top1_agreement": f["top1_agreement"], "snr_db": f["snr_db"],
+                           "reference": aliases.get(f["reference"], f["reference"])}
+    return out
+
+
+def _predict(v: dict, device: str) -> Optional[dict]:
+    """The cost model's latency for ``device`` (None without a spec or a cost model)."""
+    if not v.get("spec"):
+        return None
+    from .devices import load_device
+    from .latency import device_model
+    from .models.spec import spec_from_dict
+
+    profile = load_device(device)
+    b = profile.default_budget
+    precision = v["precision"] if v["precision"] in ("int8", "fp16") else "fp32"
+    try:
+        model = device_model(profile, b.runtime, precision, int(b.threads.value))
+    except BadInput:
+        return None
+    return {"latency_ms": round(model.predict_ms(spec_from_dict(v["spec"])), 4),
+            "device": device, "runtime": b.runtime, "threads": model.threads,
+            "precision": precision,
+            "expected_error_pct": round(model.expected_error_pct, 1), "basis": model.basis}
+
+
+def _acc(v: dict) -> Optional[float]:
+    accs = [p["accuracy"]["top1"] for p in v["profiles"] if p.get("accuracy")]
+    return accs[-1] if accs else None
+
+
+def _latency(v: dict) -> tuple[Optional[float], str]:
+    """The latency the plots use: the last measured one, else the prediction."""
+    measured = [p for p in v["profiles"] if p["latency_p50_ms"] is not None]
+    if measured:
+        return measured[-1]["latency_p50_ms"], "measured"
+    if v.get("predicted"):
+        return v["predicted"]["latency_ms"], "predicted"
+    return None, ""
+
+
+def pareto(rows: list[dict]) -> set[str]:
+    """sha256 of the variants no other beats on both latency (lower) and accuracy (higher)."""
+    front = set()
+    for v in rows:
+        lat, acc = _latency(v)[0], _acc(v)
+        if not any((_latency(o)[0] <= lat and _acc(o) >= acc) and
+                   (_latency(o)[0] < lat or _acc(o) > acc) for o in rows):
+            front.add(v["sha256"])
+    return front
+
+
+def _run_summary(r: dict) -> dict:
+    return {"name": r["name"], "status": r["status"], "run_dir": r["run_dir"],
+            "started": r["started"], "wall_s": r["wall_s"], "gates": r["gates"],
+            "stages": [{k: s[k] for k in ("index", "id", "stage", "cached", "seconds",
+                                           "command")} for s in r["stages"]]}
+
+
+# --- plots -----------------------------------------------------------------------------------
+def plots(report: dict) -> dict[str, bytes]:
+    """PNG bytes by name: pareto, layers, stages (those the data allows)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    out = {}
+    rows = report["variants"]
+    points = [v for v in rows if _acc(v) is not None and _latency(v)[0] is not None]
+    if points:
+        out["pareto"] = _pareto_png(points)
+    final = next((v for v in reversed(rows) if v.get("spec")), None)
+    if final:
+        out["layers"] = _layers_png(final)
+    if len(rows) > 1:
+        out["stages"] = _stages_png(rows)
+    return out
+
+
+def _png(fig) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _pareto_png(points: list[dict]) -> bytes:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    kinds = {_latency(v)[1] for v in points}
+    for v in points:
+        lat, kind = _latency(v)
+        ax.scatter(lat, _acc(v), s=60, marker="o" if kind == "measured" else "^",
+                   color="tab:blue" if v["pareto"] else "tab:gray", zorder=3)
+        ax.annotate(f"{v['name']} ({v['precision']})", (lat, _acc(v)), fontsize=8,
+                    xytext=(5, 4), textcoords="offset points")
+    front = sorted((v for v in points if v["pareto"]), key=lambda v: _latency(v)[0])
+    ax.step([_latency(v)[0] for v in front], [_acc(v) for v in front], where="post",
+            color="tab:blue", lw=1.5, label="Pareto front", zorder=2)
+    where = sorted({p["measured_on"] for v in points for p in v["profiles"]
+                    if p["latency_p50_ms"] is not None})
+    ax.set_xlabel("latency p50 (ms), " + (f"measured on {'; '.join(where)}" if kinds ==
+                                          {"measured"} else "measured (o) / predicted (^)"),
+                  fontsize=8)
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_title("accuracy vs latency")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def _layers_png(v: dict) -> bytes:
+    import matplotlib.pyplot as plt
+
+    from .costmodel import spec_work
+    from .models.spec import spec_from_dict
+
+    blocks: dict[str, int] = {}
+    for w in spec_work(spec_from_dict(v["spec"])):
+        name = w.name.split("_")[0]
+        blocks[name] = blocks.get(name, 0) + w.macs
+    total = sum(blocks.values()) or 1
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.28 * len(blocks)), 3.4))
+    ax.bar(list(blocks), [100 * m / total for m in blocks.values()], color="tab:orange")
+    ax.set_ylabel("share of MACs (%)")
+    ax.set_title(f"{v['name']}: MACs per block ({total / 1e6:.2f} M in all)")
+    ax.tick_params(axis="x", rotation=90, labelsize=7)
+    ax.grid(axis="y", alpha=0.3)
+    return _png(fig)
+
+
+def _stages_png(rows: list[dict]) -> bytes:
+    import matplotlib.pyplot as plt
+
+    names = [f"{v['name']} ({v['precision']})" for v in rows]
+    series = [("size (MB)", [v["size_bytes"] / 1e6 for v in rows]),
+              ("MACs (M)", [None if v["macs"] is None else v["macs"] / 1e6 for v in rows]),
+              ("top-1 (%)", [_acc(v) for v in rows])]
+    fig, axes = plt.subplots(3, 1, figsize=(max(6.0, 0.75 * len(rows)), 7.0), sharex=True)
+    for ax, (label, values) in zip(axes, series):
+        x = range(len(rows))
+        ax.bar(x, [v or 0 for v in values], color="tab:green")
+        for i, v in zip(x, values):
+            ax.annotate("n/a" if v is None else f"{v:.3g}", (i, v or 0), ha="center",
+                        va="bottom", fontsize=7, xytext=(0, 2), textcoords="offset points")
+        ax.set_ylabel(label, fontsize=8)
+        ax.margins(y=0.15)
+        ax.grid(axis="y", alpha=0.3)
+    axes[-1].set_xticks(range(len(rows)), names, rotation=40, fontsize=7, ha="right")
+    axes[0].set_title("the output of each stage, in order (n/a: not measured)", fontsize=9)
+    return _png(fig)
+
+
+# --- documents -------------------------------------------------------------------------------
+def table_rows(report: dict, short: bool = False) -> list[list[str]]:
+    """The variants table; ``short`` leaves details (n, references) to ``notes``."""
+    device = report.get("device") or "device"
+    rows = [["variant", "stage", "format", "size", "MACs", "params", "measured p50",
+             f"predicted p50 ({device})", "top-1", "fidelity"]]
+    for v in report["variants"]:
+        measured = [p for p in v["profiles"] if p["latency_p50_ms"] is not None]
+        pred = v.get("predicted")
+        acc = next((p["accuracy"] for p in reversed(v["profiles"]) if p.get("accuracy")), None)
+        fid = next((p["fidelity"] for p in reversed(v["profiles"]) if p.get("fidelity")), None)
+        rows.append([
+            v["name"] + (" *" if v["pareto"] else ""), v["stage"] or "-",
+            f"{v['format']} {v['precision']}", f"{v['size_bytes'] / 1e6:.2f} MB",
+            f"{v['macs'] / 1e6:.1f} M" if v["macs"] else "-",
+            f"{v['params'] / 1e6:.2f} M" if v["params"] else "-",
+            f"{measured[-1]['latency_p50_ms']:.3f} ms" if measured else "-",
+            f"{pred['latency_ms']:.2f} ms ±{pred['expected_error_pct']:.0f}%" if pred else "-",
+            (f"{acc['top1']:.2f}%" + ("" if short else f" (n={acc['n']})")) if acc else "-",
+            "-" if not fid or fid["snr_db"] is None else
+            f"{fid['top1_agreement']:.0f}%, {fid['snr_db']:.1f} dB" if short else
+            (f"{fid['top1_agreement']:.1f}% agree, {fid['snr_db']:.1f} dB vs "
+             f"{Path(fid['reference']).name}")])
+    return rows
+
+
+def notes(report: dict) -> list[str]:
+    """Where the latencies in the table come from, one line each."""
+    where = sorted({f"{p['measured_on']}, {p['threads']} thread(s), {p['runtime']}"
+                    for v in report["variants"] for p in v["profiles"]
+                    if p["latency_p50_ms"] is not None})
+    out = [f"measured p50: {w}" for w in where]
+    basis = sorted({(p["device"], p["runtime"], p["precision"], p["threads"], p["basis"])
+                    for v in report["variants"] if (p := v.get("predicted"))})
+    out += [f"predicted p50 for {d} ({rt} {pr}, {t} thread(s)) by the cost model, {b}"
+            for d, rt, pr, t, b in basis]
+    return out
+
+
+def markdown(report: dict, images: dict[str, str]) -> str:
+    lines = ["# edgekit report", ""]
+    for r in report["runs"]:
+        lines += [f"Run **{r['name']}**: {r['status']} in {r['wall_s']:.1f} s, started "
+                  f"{r['started']} ({r['run_dir']}).", ""]
+        lines += [f"- gate {'pass' if g['passed'] else 'FAIL'}: {g['detail']} ({g['basis']})"
+                  for g in r["gates"]] + [""]
+    rows = table_rows(report)
+    lines += ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    lines += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in rows[1:]]
+    lines += ["", "`*`: on the Pareto front (no other variant is both faster and more "
+              "accurate; latency measured where there is a profile, else predicted). "
+              "Predicted latencies come from edgekit's cost model with its expected error.", ""]
+    lines += [f"- {n}" for n in notes(report)] + [""]
+    for name, src in images.items():
+        lines += [f"## {TITLES[name]}", "", f"![{TITLES[name]}]({src})", ""]
+    return "\n".join(lines)
+
+
+def to_html(md_report: dict, pngs: dict[str, bytes]) -> str:
+    """Self-contained HTML: the same content as the Markdown, images inlined as base64."""
+    rows = table_rows(md_report)
+    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>edgekit report</title>",
+             "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
+             "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;"
+             "padding:3px 6px;text-align:left}img{max-width:100%}</style></head><body>",
+             "<h1>edgekit report</h1>"]
+    for r in md_report["runs"]:
+        parts.append(f"<p>Run <b>{html.escape(r['name'])}</b>: {html.escape(r['status'])} in "
+                     f"{r['wall_s']:.1f} s, started {html.escape(r['started'])}.</p><ul>")
+        parts += [f"<li>gate {'pass' if g['passed'] else '<b>FAIL</b>'}: "
+                  f"{html.escape(g['detail'])} ({html.escape(g['basis'])})</li>" for g in r["gates"]]
+        parts.append("</ul>")
+    parts.append("<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in rows[0]) + "</tr>")
+    for row in rows[1:]:
+        parts.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>")
+    parts.append("</table><p>*: on the Pareto front (latency measured where there is a "
+                 "profile, else predicted). Predicted latencies come from edgekit's cost model "
+                 "with its expected error.</p><ul>")
+    parts += [f"<li>{html.escape(n)}</li>" for n in notes(md_report)]
+    parts.append("</ul>")
+    for name, data in pngs.items():
+        parts.append(f"<h2>{TITLES[name]}</h2><img alt='{name}' src='data:image/png;base64,"
+                     f"{base64.b64encode(data).decode()}'>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
