@@ -72,9 +72,10 @@ class Step:
 class Pipeline:
     """A loaded recipe, ready to plan (``dry-run``) or run."""
 
-    def __init__(self, path: Path, cache_dir: Path):
+    def __init__(self, path: Path, cache_dir: Path, base: Optional[Path] = None):
+        """``base``: where relative paths in the recipe start (default: the recipe's folder)."""
         self.path = Path(path)
-        self.base = self.path.resolve().parent
+        self.base = Path(base) if base is not None else self.path.absolute().parent
         self.recipe, self.stages = load_recipe(self.path)
         self.cache = Path(cache_dir)
         self._hashes: dict[tuple, str] = {}
@@ -88,9 +89,11 @@ class Pipeline:
         steps: list[Step] = []
         if r.zoo is not None:
             z = r.zoo.model_dump(exclude_none=True)
+            keyed = dict(z)
             if "weights" in z and z["weights"] != "imagenet":
-                z["weights"] = str(self._local(z["weights"]))
-            steps.append(Step(0, "build", "build", z, dict(z)))
+                path = self._local(z["weights"])
+                z["weights"], keyed["weights"] = str(path), ("file", lambda: self._file_hash(path))
+            steps.append(Step(0, "build", "build", z, keyed))
         for name in {s.options.device for s in self.stages if hasattr(s.options, "device")
                      and s.options.device} | ({r.device} if r.device else set()):
             load_device(name)  # an unknown device fails now, listing the known ones
@@ -225,13 +228,31 @@ class Pipeline:
                 head.append(source)
         return [*head, *_options_argv(command, opts), "-o", str(output)]
 
+    def problems(self) -> list[str]:
+        """Inputs the run would miss (datasets, model files, weights), one line each."""
+        out = []
+        if self.recipe.model is not None and not self._local(self.recipe.model).exists():
+            out.append(f"model {self._local(self.recipe.model)}: no such file or folder")
+        for step in self.steps:
+            for value in step.keyed.values():
+                for v in value if isinstance(value, list) else [value]:
+                    if isinstance(v, tuple):
+                        try:
+                            v[1]()
+                        except EdgekitError as exc:
+                            out.append(f"{step.id}: {str(exc).removeprefix(f'{self.path}: ')}")
+        return list(dict.fromkeys(out))
+
     # --- running -----------------------------------------------------------------------------
     def plan(self) -> list[dict]:
         """What a run would do, without running: each step's command and whether it is cached."""
         done: dict[str, Step] = {}
         rows = []
         for step in self.steps:
-            step.key = self.key_of(step, done)
+            try:
+                step.key = self.key_of(step, done)
+            except EdgekitError:  # a missing input: listed by problems()
+                step.key = None
             cached = step.key is not None and (self.cache / step.key / "stage.json").is_file()
             if cached:
                 step.record = json.loads((self.cache / step.key / "stage.json").read_text())
@@ -252,6 +273,10 @@ class Pipeline:
         from . import __version__
         from .artifacts import sha256_of
 
+        missing = self.problems()
+        if missing:  # before anything runs
+            raise BadInput(f"{self.path}: {missing[0]}" + (
+                f" (+{len(missing) - 1} more; see --dry-run)" if len(missing) > 1 else ""))
         self.cache.mkdir(parents=True, exist_ok=True)
         started = dt.datetime.now(dt.timezone.utc)
         folder = _new_run_folder(Path(runs_dir), self.recipe.name, started)
@@ -313,6 +338,8 @@ class Pipeline:
         announce(step, False)
         t0 = time.perf_counter()
         _invoke(step.argv)
+        if not output.exists():
+            raise EdgekitError(f"stage {step.id}: edgekit {step.name} wrote no output")
         record = {"schema": STAGE_SCHEMA, "stage": step.name, "id": step.id, "key": step.key,
                   "command": _shell(["edgekit", *step.argv]), "argv": step.argv,
                   "seconds": round(time.perf_counter() - t0, 3),
@@ -377,13 +404,17 @@ def _invoke(argv: list[str]) -> None:
     from .cli import app
 
     try:
-        get_command(app).main(args=argv, prog_name="edgekit", standalone_mode=False)
+        code = get_command(app).main(args=argv, prog_name="edgekit", standalone_mode=False)
     except EdgekitError:
         raise
     except Exception as exc:  # typer's vendored click: usage errors, duck-typed as in cli
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
             raise BadInput(f"edgekit {argv[0]}: {exc.format_message()}") from None
         raise
+    if code == 130:  # typer turns Ctrl-C into Exit(130), which it returns here
+        raise KeyboardInterrupt
+    if isinstance(code, int) and code:
+        raise EdgekitError(f"edgekit {argv[0]} exited with {code}")
 
 
 def _shell(argv: list[str]) -> str:

@@ -126,13 +126,13 @@ def stage_model(stage: str) -> type[BaseModel]:
 
 
 def validate_stages(stages: list[dict[str, Any]], path: Path, node,
-                    datasets: Any = ()) -> list[Stage]:
+                    datasets: Any = (), built: bool = False) -> list[Stage]:
     """Each stage validated by its command's schema, its id and its "@name" references
     (datasets and earlier stages); errors point at the stage's line."""
     from .yamlfile import error_at, validation_error
 
     out: list[Stage] = []
-    models: set[str] = set()  # ids of earlier stages that made a model
+    models: set[str] = {"build"} if built else set()  # ids of the models made so far
     for i, raw in enumerate(stages):
         if not isinstance(raw, dict):
             raise error_at(path, node, ("stages", i), "a stage must be a mapping with a 'stage' key")
@@ -145,7 +145,7 @@ def validate_stages(stages: list[dict[str, Any]], path: Path, node,
             options = stage_model(name).model_validate(clean)
         except ValidationError as exc:
             raise validation_error(path, node, exc, prefix=("stages", i)) from None
-        taken = {s.id for s in out} | set(datasets)
+        taken = {s.id for s in out} | set(datasets) | models
         sid = raw.get("id") or _free_id(name, taken)
         if not isinstance(sid, str) or not _ID.fullmatch(sid) or sid in taken:
             raise error_at(path, node, ("stages", i, "id"), f"id {sid!r} must be a new name "
@@ -214,7 +214,8 @@ def load_recipe(path: str | Path) -> tuple[Recipe, list[Stage]]:
     from .yamlfile import load_validated
 
     recipe, node = load_validated(Path(path), Recipe, "a recipe")
-    return recipe, validate_stages(recipe.stages, Path(path), node, recipe.datasets)
+    return recipe, validate_stages(recipe.stages, Path(path), node, recipe.datasets,
+                                   built=recipe.zoo is not None)
 
 
 def stage_to_dict(stage: BaseModel) -> dict[str, Any]:

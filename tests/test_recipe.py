@@ -43,8 +43,9 @@ def write(tmp_path, text: str):
 def test_a_good_recipe_validates_and_round_trips(tmp_path):
     recipe, stages = load_recipe(write(tmp_path, GOOD))
     assert recipe.name == "demo" and recipe.zoo.family == "mobilenet_v2" and recipe.model is None
-    assert [s.stage for s in stages] == ["finetune", "quantize", "profile"]
-    q = stages[1]
+    assert [s.name for s in stages] == ["finetune", "quantize", "profile"]
+    assert [s.id for s in stages] == ["finetune", "quantize", "profile"]  # default ids
+    q = stages[1].options
     assert q.calib_size == 100 and q.fmt == "tflite" and q.target == "cpu"  # the CLI's defaults
     assert stage_to_dict(q) == {"stage": "quantize", "mode": "int8", "calib_size": 100,
                                 "calib": "fashion-mnist-sample:train"}
@@ -60,7 +61,14 @@ def test_a_good_recipe_validates_and_round_trips(tmp_path):
      "stages.2.output: Extra inputs are not permitted"),  # the runner chains the files
     ("  max_accuracy_drop: 0.5", "  max_accuracy_drop: -1", 21, "gates.max_accuracy_drop"),
     ("name: demo\n", "", 1, "name: Field required"),
-    ("device: pixel7", "model: m.keras", 1, "exactly one of model"),
+    ("device: pixel7", "model: m.keras", 1, "not both"),
+    ("    epochs: 2", "    epochs: 2\n    teacher: '@nope'", 13,
+     "stages.0.teacher: '@nope' names no dataset and no earlier stage"),
+    ("  - stage: quantize", "  - stage: quantize\n    id: finetune", 15,
+     "stages.1.id: id 'finetune' must be a new name"),
+    ("  - stage: quantize", "  - stage: quantize\n    input: '@quantize'", 15,
+     "stages.1.input: input '@quantize' must be '@ID' of an earlier stage"),
+    ("name: demo", "name: my demo", 2, "name: String should match pattern"),
     ("  classes: 10", "  classes: [10", 8, "malformed YAML"),  # found on the next line
 ])
 def test_mistakes_name_the_line(tmp_path, old, new, line, message):

@@ -46,7 +46,12 @@ def main() -> None:
     quiet_tensorflow()  # before any command imports TensorFlow: keep its C++ chatter off stderr
     setup_logging()
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
+        # typer turns Ctrl-C into Exit(130), which standalone_mode=False *returns*
+        if code == 130:
+            raise KeyboardInterrupt
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except EdgekitError as exc:
         if os.environ.get("EDGEKIT_DEBUG"):
             raise

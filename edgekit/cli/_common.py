@@ -145,7 +145,8 @@ def make_runner(runner: Optional[str], host: Optional[str], port: Optional[int],
                 identity: Optional[Path], ssh_options: list[str], remote_python: str,
                 device=None, serial: Optional[str] = None,
                 benchmark_binary: Optional[Path] = None, accelerator: str = "cpu",
-                engine: str = "harness", trtexec: Optional[str] = None, provider: str = "cpu"):
+                engine: str = "harness", trtexec: Optional[str] = None, provider: str = "cpu",
+                trt_precision: Optional[str] = None):
     """The Runner the options name: --runner, else ssh when --host is given, adb when
     --serial is, else the one the device profile names (``runner:``), else local."""
     from ..errors import BadInput
@@ -153,7 +154,7 @@ def make_runner(runner: Optional[str], host: Optional[str], port: Optional[int],
     if provider not in ORT_PROVIDERS:
         raise BadInput(f"unknown --provider '{provider}' (known: {', '.join(ORT_PROVIDERS)})")
     runner = _make_runner(runner, host, port, identity, ssh_options, remote_python, device,
-                          serial, benchmark_binary, accelerator, engine, trtexec)
+                          serial, benchmark_binary, accelerator, engine, trtexec, trt_precision)
     if provider != "cpu" and runner.name not in ("local", "ssh"):
         raise BadInput(f"--provider {provider} applies to onnxruntime on the local or ssh "
                        f"runner, not {runner.name}")
@@ -170,7 +171,7 @@ ORT_PROVIDERS = {"cpu": None,
 
 
 def _make_runner(runner, host, port, identity, ssh_options, remote_python, device, serial,
-                 benchmark_binary, accelerator, engine, trtexec):
+                 benchmark_binary, accelerator, engine, trtexec, trt_precision=None):
     from ..errors import BadInput
     from ..registry import RUNNERS
 
@@ -186,9 +187,10 @@ def _make_runner(runner, host, port, identity, ssh_options, remote_python, devic
             where = f"device '{device.name}' is reached over SSH" if device else "--runner ssh"
             raise BadInput(f"{where}: pass --host user@host")
         return cls(host, port=port, identity=identity, options=ssh_options,
-                   python=remote_python, engine=engine, trtexec=trtexec)
-    if engine != "harness" or trtexec:
-        raise BadInput(f"--engine tensorrt / --trtexec run on a Jetson over SSH (--host), not "
+                   python=remote_python, engine=engine, trtexec=trtexec,
+                   trt_precision=trt_precision)
+    if engine != "harness" or trtexec or trt_precision:
+        raise BadInput(f"--engine tensorrt / --trtexec / --trt-precision run on a Jetson over SSH (--host), not "
                        f"with the {name} runner")
     if host or port or identity or ssh_options:
         raise BadInput(f"--host/--port/--identity/--ssh-option need the ssh runner, not {name}")

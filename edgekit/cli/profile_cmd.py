@@ -35,6 +35,9 @@ def profile(
                                "interpreter) or tensorrt (trtexec on a Jetson, .onnx, --host)."),
     trtexec: Optional[str] = typer.Option(None, help="Path of trtexec on the device (default: "
                                           "PATH, then /usr/src/tensorrt/bin/trtexec)."),
+    trt_precision: Optional[str] = typer.Option(
+        None, "--trt-precision", help="With --engine tensorrt: build the engine in fp32, fp16 "
+        "or int8 (default: the model's precision; fp16 is TensorRT's usual Jetson choice)."),
     provider: str = typer.Option("cpu", "--provider",
                                  help="onnxruntime execution provider for .onnx models: cpu, "
                                       "cuda or tensorrt (needs onnxruntime-gpu where it runs)."),
@@ -62,7 +65,8 @@ def profile(
         from ..errors import BadInput
         raise BadInput(f"--accelerator must be cpu or gpu (got {accelerator})")
     the_runner = make_runner(runner, host, port, identity, ssh_option, remote_python, profile_,
-                             serial, benchmark_binary, accelerator, engine, trtexec, provider)
+                             serial, benchmark_binary, accelerator, engine, trtexec, provider,
+                             trt_precision)
     if output:
         check_output(output, force)
     art = open_artifact(model)

@@ -27,29 +27,27 @@ def run(
     """Run a recipe: build or load a model, then scale, prune, fine-tune, quantize, export and
     profile it as its stages say, and check its gates. Unchanged stages come from the cache;
     an interrupted run resumes where it stopped."""
+    from ..errors import BadInput
     from ..pipeline import Pipeline
     from ..recipe import recipe_path, shipped
 
     if list_:
         return _list(shipped(), json_out)
-    pipe = Pipeline(recipe_path(recipe), cache_dir or runs_dir / ".cache")
+    path = recipe_path(recipe)
+    # a shipped recipe named without a path reads its relative paths from here
+    pipe = Pipeline(path, cache_dir or runs_dir / ".cache",
+                    base=Path.cwd() if not Path(recipe).expanduser().exists() else None)
     if dry_run:
-        rows = pipe.plan()
+        rows, problems = pipe.plan(), pipe.problems()
         if json_out:
             emit_json({"schema": "edgekit.plan/1", "recipe": str(pipe.path),
-                       "name": pipe.recipe.name, "stages": rows,
+                       "name": pipe.recipe.name, "stages": rows, "problems": problems,
                        "gates": pipe.recipe.gates.model_dump(exclude_none=True)})
-            return
-        console.print(f"[bold]{pipe.recipe.name}[/]: {len(rows)} stage(s), "
-                      f"{sum(r['cached'] for r in rows)} cached" + (
-                          f" -- {pipe.recipe.description}" if pipe.recipe.description else ""))
-        for r in rows:
-            state = "[green]cached[/]" if r["cached"] else "[yellow]runs[/]"
-            console.print(f"  {r['index']:>2} {r['id']:<12} {state}  {r['command']}",
-                          soft_wrap=True, markup=True, highlight=False)
-        gates = pipe.recipe.gates.model_dump(exclude_none=True)
-        if gates:
-            console.print("  gates: " + ", ".join(f"{k} {v:g}" for k, v in gates.items()))
+        else:
+            _plan(pipe, rows, problems)
+        if problems:
+            raise BadInput(f"the run would fail: {problems[0]}" + (
+                f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""))
         return
 
     def announce(step, cached: bool) -> None:
@@ -74,6 +72,21 @@ def run(
         emit_json(doc)
     else:
         _summary(doc)
+
+
+def _plan(pipe, rows: list[dict], problems: list[str]) -> None:
+    console.print(f"[bold]{pipe.recipe.name}[/]: {len(rows)} stage(s), "
+                  f"{sum(r['cached'] for r in rows)} cached" + (
+                      f" -- {pipe.recipe.description}" if pipe.recipe.description else ""))
+    for r in rows:
+        state = "[green]cached[/]" if r["cached"] else "[yellow]runs[/]"
+        console.print(f"  {r['index']:>2} {r['id']:<12} {state}  {r['command']}",
+                      soft_wrap=True, highlight=False)
+    gates = pipe.recipe.gates.model_dump(exclude_none=True)
+    if gates:
+        console.print("  gates: " + ", ".join(f"{k} {v:g}" for k, v in gates.items()))
+    for p in problems:
+        console.print(f"  [red]missing[/] {p}", soft_wrap=True, highlight=False)
 
 
 def _latest(runs_dir: Path) -> str:

@@ -51,11 +51,16 @@ class SSHRunner(Runner):
     def __init__(self, host: str, *, port: int | None = None, identity: Path | None = None,
                  options: Sequence[str] = (), python: str = "python3",
                  timeout_s: float = 3600.0, connect_timeout_s: float = 10.0,
-                 engine: str = "harness", trtexec: str | None = None):
+                 engine: str = "harness", trtexec: str | None = None,
+                 trt_precision: str | None = None):
         self.host = check_host(host)
         if engine not in ("harness", "tensorrt"):
             raise BadInput(f"--engine {engine!r}: harness or tensorrt")
-        self.engine, self.trtexec = engine, trtexec
+        if trt_precision is not None and (engine != "tensorrt" or
+                                          trt_precision not in ("fp32", "fp16", "int8")):
+            raise BadInput(f"--trt-precision {trt_precision!r}: fp32, fp16 or int8, with "
+                           "--engine tensorrt")
+        self.engine, self.trtexec, self.trt_precision = engine, trtexec, trt_precision
         if port is not None and not 0 < port < 65536:
             raise BadInput(f"--port {port} is not a TCP port")
         for o in options:
@@ -182,7 +187,7 @@ class SSHRunner(Runner):
                                      hint="JetPack puts it in /usr/src/tensorrt/bin")
         argv = trtexec.command(found[0], self.job["model"], runs=n_runs,
                                warmup_ms=max(200, 20 * n_warmup),
-                               precision=self.job.get("precision"))
+                               precision=self.trt_precision or self.job.get("precision"))
         out = self._ssh(argv, what="trtexec").decode(errors="replace")
         parsed = trtexec.parse(out, n_runs)
         try:  # the harness knows the device's facts (needs onnxruntime there)
@@ -230,7 +235,8 @@ class SSHRunner(Runner):
 
     def describe(self) -> dict[str, Any]:
         return {"runner": self.name, "host": self.host, "port": self.port,
-                **({"engine": self.engine} if self.engine != "harness" else {})}
+                **({"engine": self.engine} if self.engine != "harness" else {}),
+                **({"trt_precision": self.trt_precision} if self.trt_precision else {})}
 
 
 _SSH_LINES = ("ssh:", "connection", "client_loop", "received disconnect", "permission denied",

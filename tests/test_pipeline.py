@@ -1,0 +1,298 @@
+"""``edgekit run`` and ``edgekit report`` on a small real recipe: every stage through the real
+commands, the stage cache, resuming after Ctrl-C and after a killed process, gates, the report,
+--save-recipe, and a dry-run of every shipped recipe."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import EDGEKIT, run_cli
+
+SMALL = """\
+schema: edgekit.recipe/1
+name: small
+zoo: {family: mobilenet_v2, width: 0.35, resolution: 32, classes: 10}
+device: raspberry-pi-4
+budget: {size_mb: 0.45}
+datasets:
+  train: fashion-mnist-sample:train
+  test: fashion-mnist-sample:test
+stages:
+  - {id: teacher, stage: finetune, data: "@train", epochs: 1, limit: 300, bn_momentum: 0.9}
+  - {id: student, stage: scale, input: "@teacher", resolution: 32, precision: int8}
+  - {id: distilled, stage: finetune, data: "@train", teacher: "@teacher", epochs: EPOCHS, patience: 50,
+     limit: 300, bn_momentum: 0.9}
+  - {id: int8, stage: quantize, mode: int8, calib: "@train", calib_size: CALIB,
+     speed_check: false}
+  - {id: measured, stage: profile, device: host, data: "@test", limit: 200, runs: 5,
+     warmup: 1, threads: 1, reference: "@teacher"}
+gates: {max_size_mb: 1.0, max_latency_ms: 1000, max_accuracy_drop: 100}
+"""
+
+
+def recipe(folder: Path, epochs: int = 1, calib: int = 50, **gates) -> Path:
+    text = SMALL.replace("EPOCHS", str(epochs)).replace("CALIB", str(calib))
+    if gates:
+        text = text.replace("gates: {max_size_mb: 1.0", "gates: {" + ", ".join(
+            f"{k}: {v}" for k, v in gates.items()) + ", max_size_mb: 1.0")
+    path = folder / "small.yaml"
+    path.write_text(text)
+    return path
+
+
+def run_json(path: Path, runs: Path, *extra: str, check: bool = True) -> dict:
+    proc = run_cli("run", path, "--runs-dir", runs, "--json", *extra, check=check)
+    return json.loads(proc.stdout)
+
+
+@pytest.fixture(scope="module")
+def first(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pipeline")
+    path = recipe(folder)
+    doc = run_json(path, folder / "runs")
+    return folder, path, doc
+
+
+def ran(doc: dict) -> list[str]:
+    return [s["id"] for s in doc["stages"] if not s["cached"]]
+
+
+def test_a_recipe_runs_every_stage_through_the_commands(first):
+    folder, _, doc = first
+    assert doc["status"] == "passed" and doc["schema"] == "edgekit.run/1"
+    assert ran(doc) == ["build", "teacher", "student", "distilled", "int8", "measured"]
+    run_dir = Path(doc["run_dir"])
+    assert (folder / "runs" / "latest").resolve() == run_dir
+    assert json.loads((run_dir / "run.json").read_text()) == doc
+    for s in doc["stages"]:
+        out = Path(s["output"]["path"])
+        assert out.parent == run_dir and out.name.startswith(f"{s['index']:02d}-{s['id']}")
+        assert s["command"].startswith("edgekit ") and s["seconds"] > 0
+        if s["stage"] != "profile":  # every model has its sidecar beside it
+            side = json.loads(out.with_name(out.name + ".json").read_text())
+            assert side["sha256"] == s["output"]["sha256"]
+    student = json.loads((run_dir / "02-student.keras.json").read_text())
+    assert student["spec"]["width"] < 0.35  # scale chose a thinner model for the 0.45 MB budget
+    distilled = json.loads((run_dir / "03-distilled.keras.json").read_text())
+    assert distilled["stage"]["config"]["teacher"]["sha256"] == doc["stages"][1]["output"]["sha256"]
+    gates = {g["gate"]: g for g in doc["gates"]}
+    assert gates["max_size_mb"]["passed"] and gates["max_size_mb"]["value"] < 1.0
+    assert "measured" in gates["max_latency_ms"]["basis"] or "predicted for raspberry-pi-4" \
+        in gates["max_latency_ms"]["basis"]
+    assert "teacher minus int8" in gates["max_accuracy_drop"]["basis"]
+
+
+def test_the_stage_is_the_command(first, tmp_path):
+    """One execution path: the int8 stage's command, typed by hand, writes the same bytes."""
+    _, _, doc = first
+    stage = next(s for s in doc["stages"] if s["id"] == "int8")
+    argv = stage["command"].split()[1:]
+    argv[argv.index("-o") + 1] = str(tmp_path / "by_hand.tflite")
+    run_cli(*argv, check=True)
+    assert (tmp_path / "by_hand.tflite").read_bytes() == Path(stage["output"]["path"]).read_bytes()
+
+
+def test_unchanged_is_cached_and_a_change_reruns_what_follows(first):
+    folder, path, doc = first
+    again = run_json(path, folder / "runs")
+    assert again["status"] == "passed" and ran(again) == []
+    assert [s["output"]["sha256"] for s in again["stages"]] == \
+        [s["output"]["sha256"] for s in doc["stages"]]
+    changed = run_json(recipe(folder, calib=60), folder / "runs")
+    assert ran(changed) == ["int8", "measured"]
+
+
+def test_gates_that_fail_exit_1_and_say_why(first):
+    folder, _, _ = first
+    path = recipe(folder, max_size_mb=0.001)
+    path.write_text(path.read_text().replace(", max_size_mb: 1.0", ""))
+    proc = run_cli("run", path, "--runs-dir", folder / "runs")
+    assert proc.returncode == 1
+    assert "1 gate(s) failed: max_size_mb" in proc.stderr and "Traceback" not in proc.stderr
+    doc = json.loads((folder / "runs" / "latest" / "run.json").read_text())
+    assert doc["status"] == "gates failed" and all(s["cached"] for s in doc["stages"])
+
+
+def _wait_for(proc, run_json_path: Path, stages_done: int, timeout: float = 300) -> None:
+    start = time.time()
+    while time.time() - start < timeout:
+        if run_json_path.is_file():
+            try:
+                if len(json.loads(run_json_path.read_text())["stages"]) >= stages_done:
+                    return
+            except json.JSONDecodeError:
+                pass
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.2)
+    raise AssertionError("the run did not get that far")
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "kill -9"])
+def test_an_interrupted_run_loses_nothing_and_resumes(first, tmp_path, how):
+    folder, _, _ = first
+    runs = tmp_path / "runs"
+    shutil.copytree(folder / "runs" / ".cache", runs / ".cache")  # build/teacher/student cached
+    path = recipe(tmp_path, epochs=6 if how == "ctrl-c" else 7)  # distilled onwards is new
+    proc = subprocess.Popen([*EDGEKIT, "run", str(path), "--runs-dir", str(runs)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ}, start_new_session=True)
+    _wait_for(proc, runs / "latest" / "run.json", 3)  # build, teacher, student: from the cache
+    time.sleep(3)  # inside the distillation
+    proc.send_signal(signal.SIGINT if how == "ctrl-c" else signal.SIGKILL)
+    _, err = proc.communicate(timeout=120)
+    doc = json.loads((runs / "latest" / "run.json").read_text())
+    if how == "ctrl-c":
+        assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+        assert doc["status"] == "interrupted"
+    else:
+        assert proc.returncode == -signal.SIGKILL and doc["status"] == "running"
+    assert [s["id"] for s in doc["stages"]] == ["build", "teacher", "student"]
+    partial = [p for p in (runs / ".cache").iterdir() if not (p / "stage.json").exists()]
+    assert len(partial) <= 1  # the distillation's folder, never taken for a result
+    assert not list((runs / ".cache").rglob("*.keras")) or all(
+        (p.parent / "stage.json").exists() for p in (runs / ".cache").rglob("out.keras"))
+    resumed = run_json(path, runs)
+    assert resumed["status"] == "passed"
+    assert ran(resumed) == ["distilled", "int8", "measured"]
+
+
+def test_report_html_markdown_and_json(first, tmp_path):
+    _, _, doc = first
+    run_dir = Path(doc["run_dir"])
+    inputs = sorted(run_dir.glob("*.json"))  # run.json, the profile and every sidecar
+    proc = run_cli("report", *inputs, "-o", tmp_path / "report.html", check=True)
+    page = (tmp_path / "report.html").read_text()
+    assert page.count("src='data:image/png;base64,") == 3 and "Pareto front" in page
+    for stage in ("teacher", "student", "distilled", "int8"):
+        assert f"<td>{stage}" in page
+    assert "predicted for raspberry-pi-4" in page and "measured" in page
+    run_cli("report", run_dir / "run.json", "-o", tmp_path / "r.md", check=True)
+    md = (tmp_path / "r.md").read_text()
+    for name in ("pareto", "layers", "stages"):
+        png = tmp_path / f"r-{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"({png.name})" in md
+    rep = json.loads(run_cli("report", run_dir / "run.json", "--json", check=True).stdout)
+    names = [v["name"] for v in rep["variants"]]
+    assert names == ["build", "teacher", "student", "distilled", "int8"]
+    int8 = rep["variants"][-1]
+    assert int8["precision"] == "int8" and int8["profiles"][0]["accuracy"]["n"] == 200
+    assert int8["profiles"][0]["fidelity"]["reference"] == "teacher"
+    assert int8["pareto"]  # the only variant with both an accuracy and a measured latency
+    assert all(v["predicted"]["device"] == "raspberry-pi-4" for v in rep["variants"])
+    assert "wrote" not in proc.stdout  # stdout stays empty without --json
+
+
+def test_report_refuses_what_it_cannot_read(tmp_path):
+    (tmp_path / "x.json").write_text('{"schema": "edgekit.compare/1"}')
+    (tmp_path / "bad.json").write_text("{")
+    for path, message in ((tmp_path / "x.json", "not a run, profile result or artifact"),
+                          (tmp_path / "bad.json", "cannot read as JSON"),
+                          (tmp_path / "none.json", "cannot read as JSON")):
+        proc = run_cli("report", path)
+        assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_cli("report", tmp_path / "x.json", "-o", tmp_path / "r.pdf")
+    assert proc.returncode == 2 and ".html or .md" in proc.stderr
+
+
+def test_save_recipe_reproduces_the_command(small_keras, tmp_path):
+    out, saved = tmp_path / "q.tflite", tmp_path / "recipes" / "q.yaml"
+    saved.parent.mkdir()
+    run_cli("quantize", small_keras, "--mode", "int8", "--calib", "fashion-mnist-sample:train",
+            "--calib-size", "40", "--no-speed-check", "-o", out, "--save-recipe", saved,
+            check=True)
+    doc = __import__("yaml").safe_load(saved.read_text())
+    assert doc["stages"] == [{"stage": "quantize", "mode": "int8", "calib_size": 40,
+                              "calib": "fashion-mnist-sample:train", "speed_check": False}]
+    assert (saved.parent / doc["model"]).resolve() == Path(small_keras).resolve()
+    run = run_json(saved, tmp_path / "runs")
+    assert Path(run["stages"][0]["output"]["path"]).read_bytes() == out.read_bytes()
+    proc = run_cli("quantize", small_keras, "--mode", "int8", "--save-recipe", saved)
+    assert proc.returncode == 2 and "exists" in proc.stderr  # checked before any work
+
+
+SHIPPED = {  # recipe -> what it needs beside it (made up here: a dry-run reads no content)
+    "fashion-mnist-demo": {},
+    "mobilenet_v2-pixel7-int8": {"calibration-images/a/x.png": b"\x89PNG"},
+    "efficientnet_lite0-jetson-fp16": {"efficientnet_lite0.pth": b"x"},
+    "mobilenet_v3_small-rpi4-int8": {"imagenet-val/n01440764/x.png": b"\x89PNG"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_recipes_plan_and_name_what_they_miss(name, tmp_path):
+    from edgekit.recipe import shipped
+
+    assert sorted(p.stem for p in shipped()) == sorted(SHIPPED)
+    args = ["run", name, "--dry-run", "--json", "--runs-dir", tmp_path / "runs"]
+    cwd = os.getcwd()
+    os.chdir(tmp_path)  # a shipped recipe named without a path reads files from here
+    try:
+        if SHIPPED[name]:
+            proc = run_cli(*args)
+            assert proc.returncode == 2 and "the run would fail" in proc.stderr
+            assert json.loads(proc.stdout)["problems"]
+        for rel, data in SHIPPED[name].items():
+            (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / rel).write_bytes(data)
+        plan = json.loads(run_cli(*args, check=True).stdout)
+    finally:
+        os.chdir(cwd)
+    assert plan["problems"] == [] and not (tmp_path / "runs").exists()  # wrote nothing
+    assert all(r["command"].startswith("edgekit ") for r in plan["stages"])
+    assert plan["stages"][-1]["stage"] == "profile"
+
+
+def test_run_lists_and_refuses_bad_input(tmp_path):
+    listing = json.loads(run_cli("run", "x", "--list", "--json", check=True).stdout)
+    assert {r["name"] for r in listing["recipes"]} == set(SHIPPED)
+    proc = run_cli("run", "no-such-recipe")
+    assert proc.returncode == 2 and "no shipped recipe of that name" in proc.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(textwrap.dedent("""\
+        schema: edgekit.recipe/1
+        name: bad
+        model: m.keras
+        stages:
+          - stage: quantize
+            mode: int8
+            teacher: x
+        """))
+    proc = run_cli("run", bad)
+    assert proc.returncode == 2 and f"{bad}:7: stages.0.teacher: Extra inputs" in proc.stderr
+
+
+def test_cache_key_follows_content(tmp_path):
+    """The key hashes what a stage reads: the input model's and the dataset's bytes."""
+    import numpy as np
+
+    from edgekit.pipeline import Pipeline
+
+    (tmp_path / "m.keras").write_bytes(b"model-1")
+    np.savez(tmp_path / "d.npz", x=np.zeros((2, 8, 8), np.uint8), y=np.array([0, 1]))
+    (tmp_path / "r.yaml").write_text(textwrap.dedent("""\
+        schema: edgekit.recipe/1
+        name: k
+        model: m.keras
+        stages:
+          - {stage: quantize, mode: int8, calib: d.npz}
+        """))
+
+    def key() -> str:
+        pipe = Pipeline(tmp_path / "r.yaml", tmp_path / "cache")
+        return pipe.key_of(pipe.steps[0], {})
+
+    first = key()
+    assert key() == first
+    (tmp_path / "m.keras").write_bytes(b"model-2")
+    second = key()
+    np.savez(tmp_path / "d.npz", x=np.ones((2, 8, 8), np.uint8), y=np.array([0, 1]))
+    assert len({first, second, key()}) == 3
