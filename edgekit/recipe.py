@@ -1,10 +1,16 @@
 """Recipes: a deployment written down once as YAML, validated with pydantic.
 
-A recipe names its input (a model file or a zoo build), the device, the datasets, the ordered
-stages and the gates. Each stage *is* an edgekit command: ``{stage: quantize, mode: int8,
-calib: fashion-mnist:train}`` takes exactly the options of ``edgekit quantize``, because the
-schema of every stage is made from the command's own options. A recipe and the command line
-therefore cannot drift apart, and ``--save-recipe`` writes the same keys back.
+A recipe names its input (a model file, or a zoo build), the device, its budgets (handed to a
+scale stage), named datasets, the ordered stages and the gates. Each stage *is* an edgekit
+command: ``{stage: quantize, mode: int8, calib: "@train"}`` takes exactly the options of
+``edgekit quantize``, because the schema of every stage is made from the command's own options.
+A recipe and the command line therefore cannot drift apart, and ``--save-recipe`` writes the
+same keys back.
+
+Two keys of a stage belong to the runner: ``id`` (its name; default the command's) and
+``input`` (``"@id"`` of an earlier stage's model; default the previous one). An option value
+``"@name"`` names a dataset of ``datasets`` or an earlier stage's model (``"@build"`` is the
+zoo build). ``edgekit.pipeline`` runs recipes.
 
 Errors name the file and the line of the mistake (``recipe.yaml:12: stages.1.mode: ...``).
 """

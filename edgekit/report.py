@@ -236,8 +236,8 @@ def _pareto_png(points: list[dict]) -> bytes:
     front = sorted((v for v in points if v["pareto"]), key=lambda v: _latency(v)[0])
     ax.step([_latency(v)[0] for v in front], [_acc(v) for v in front], where="post",
             color="tab:blue", lw=1.5, label="Pareto front", zorder=2)
-    where = sorted({p["measured_on"] for v in points for p in v["profiles"]
-                    if p["latency_p50_ms"] is not None})
+    where = sorted({f"{p['measured_on']}, {p['threads']} thread(s)" for v in points
+                    for p in v["profiles"] if p["latency_p50_ms"] is not None})
     ax.set_xlabel("latency p50 (ms), " + (f"measured on {'; '.join(where)}" if kinds ==
                                           {"measured"} else "measured (o) / predicted (^)"),
                   fontsize=8)

@@ -14,38 +14,27 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import EDGEKIT, run_cli
 
-SMALL = """\
-schema: edgekit.recipe/1
-name: small
-zoo: {family: mobilenet_v2, width: 0.35, resolution: 32, classes: 10}
-device: raspberry-pi-4
-budget: {size_mb: 0.45}
-datasets:
-  train: fashion-mnist-sample:train
-  test: fashion-mnist-sample:test
-stages:
-  - {id: teacher, stage: finetune, data: "@train", epochs: 1, limit: 300, bn_momentum: 0.9}
-  - {id: student, stage: scale, input: "@teacher", resolution: 32, precision: int8}
-  - {id: distilled, stage: finetune, data: "@train", teacher: "@teacher", epochs: EPOCHS, patience: 50,
-     limit: 300, bn_momentum: 0.9}
-  - {id: int8, stage: quantize, mode: int8, calib: "@train", calib_size: CALIB,
-     speed_check: false}
-  - {id: measured, stage: profile, device: host, data: "@test", limit: 200, runs: 5,
-     warmup: 1, threads: 1, reference: "@teacher"}
-gates: {max_size_mb: 1.0, max_latency_ms: 1000, max_accuracy_drop: 100}
-"""
-
-
 def recipe(folder: Path, epochs: int = 1, calib: int = 50, **gates) -> Path:
-    text = SMALL.replace("EPOCHS", str(epochs)).replace("CALIB", str(calib))
-    if gates:
-        text = text.replace("gates: {max_size_mb: 1.0", "gates: {" + ", ".join(
-            f"{k}: {v}" for k, v in gates.items()) + ", max_size_mb: 1.0")
-    path = folder / "small.yaml"
-    path.write_text(text)
+    """The shipped Fashion-MNIST demo with its training cut short (1 epoch on 300 images; the
+    distillation ``epochs``), ``calib`` calibration images, short profiles and ``gates``."""
+    from edgekit.recipe import recipe_path
+
+    doc = yaml.safe_load(recipe_path("fashion-mnist-demo").read_text())
+    for stage in doc["stages"]:
+        if stage["stage"] == "finetune":
+            stage.update(epochs=epochs if stage["id"] == "distilled" else 1, limit=300)
+        elif stage["stage"] == "quantize":
+            stage.update(calib_size=calib, speed_check=False)
+        elif stage["stage"] == "profile":
+            stage.update(limit=200, runs=5, warmup=1)
+    doc["gates"] = {"max_size_mb": 0.7, "max_latency_ms": 1000, "max_accuracy_drop": 100,
+                    **gates}
+    path = folder / "demo.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
 
 
@@ -62,6 +51,10 @@ def first(tmp_path_factory):
     return folder, path, doc
 
 
+STAGES = ["build", "teacher", "teacher-fp32", "student", "distilled", "student-fp32", "int8",
+          "profile-teacher", "profile-student", "profile-int8"]
+
+
 def ran(doc: dict) -> list[str]:
     return [s["id"] for s in doc["stages"] if not s["cached"]]
 
@@ -69,7 +62,7 @@ def ran(doc: dict) -> list[str]:
 def test_a_recipe_runs_every_stage_through_the_commands(first):
     folder, _, doc = first
     assert doc["status"] == "passed" and doc["schema"] == "edgekit.run/1"
-    assert ran(doc) == ["build", "teacher", "student", "distilled", "int8", "measured"]
+    assert ran(doc) == STAGES
     run_dir = Path(doc["run_dir"])
     assert (folder / "runs" / "latest").resolve() == run_dir
     assert json.loads((run_dir / "run.json").read_text()) == doc
@@ -80,15 +73,16 @@ def test_a_recipe_runs_every_stage_through_the_commands(first):
         if s["stage"] != "profile":  # every model has its sidecar beside it
             side = json.loads(out.with_name(out.name + ".json").read_text())
             assert side["sha256"] == s["output"]["sha256"]
-    student = json.loads((run_dir / "02-student.keras.json").read_text())
-    assert student["spec"]["width"] < 0.35  # scale chose a thinner model for the 0.45 MB budget
-    distilled = json.loads((run_dir / "03-distilled.keras.json").read_text())
+    student = json.loads((run_dir / "03-student.keras.json").read_text())
+    assert student["spec"]["width"] < 1.0  # scale chose a thinner model for the 0.7 MB budget
+    assert student["spec"]["resolution"] == 48
+    distilled = json.loads((run_dir / "04-distilled.keras.json").read_text())
     assert distilled["stage"]["config"]["teacher"]["sha256"] == doc["stages"][1]["output"]["sha256"]
     gates = {g["gate"]: g for g in doc["gates"]}
     assert gates["max_size_mb"]["passed"] and gates["max_size_mb"]["value"] < 1.0
     assert "measured" in gates["max_latency_ms"]["basis"] or "predicted for raspberry-pi-4" \
         in gates["max_latency_ms"]["basis"]
-    assert "teacher minus int8" in gates["max_accuracy_drop"]["basis"]
+    assert "teacher-fp32 minus int8" in gates["max_accuracy_drop"]["basis"]
 
 
 def test_the_stage_is_the_command(first, tmp_path):
@@ -108,13 +102,12 @@ def test_unchanged_is_cached_and_a_change_reruns_what_follows(first):
     assert [s["output"]["sha256"] for s in again["stages"]] == \
         [s["output"]["sha256"] for s in doc["stages"]]
     changed = run_json(recipe(folder, calib=60), folder / "runs")
-    assert ran(changed) == ["int8", "measured"]
+    assert ran(changed) == ["int8", "profile-int8"]
 
 
 def test_gates_that_fail_exit_1_and_say_why(first):
     folder, _, _ = first
     path = recipe(folder, max_size_mb=0.001)
-    path.write_text(path.read_text().replace(", max_size_mb: 1.0", ""))
     proc = run_cli("run", path, "--runs-dir", folder / "runs")
     assert proc.returncode == 1
     assert "1 gate(s) failed: max_size_mb" in proc.stderr and "Traceback" not in proc.stderr
@@ -145,7 +138,7 @@ def test_an_interrupted_run_loses_nothing_and_resumes(first, tmp_path, how):
     proc = subprocess.Popen([*EDGEKIT, "run", str(path), "--runs-dir", str(runs)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ}, start_new_session=True)
-    _wait_for(proc, runs / "latest" / "run.json", 3)  # build, teacher, student: from the cache
+    _wait_for(proc, runs / "latest" / "run.json", 4)  # build .. student: from the cache
     time.sleep(3)  # inside the distillation
     proc.send_signal(signal.SIGINT if how == "ctrl-c" else signal.SIGKILL)
     _, err = proc.communicate(timeout=120)
@@ -155,14 +148,16 @@ def test_an_interrupted_run_loses_nothing_and_resumes(first, tmp_path, how):
         assert doc["status"] == "interrupted"
     else:
         assert proc.returncode == -signal.SIGKILL and doc["status"] == "running"
-    assert [s["id"] for s in doc["stages"]] == ["build", "teacher", "student"]
+    assert [s["id"] for s in doc["stages"]] == STAGES[:4]
     partial = [p for p in (runs / ".cache").iterdir() if not (p / "stage.json").exists()]
     assert len(partial) <= 1  # the distillation's folder, never taken for a result
     assert not list((runs / ".cache").rglob("*.keras")) or all(
         (p.parent / "stage.json").exists() for p in (runs / ".cache").rglob("out.keras"))
     resumed = run_json(path, runs)
     assert resumed["status"] == "passed"
-    assert ran(resumed) == ["distilled", "int8", "measured"]
+    # the teacher's profile does not depend on the distillation: it stays cached
+    assert ran(resumed) == ["distilled", "student-fp32", "int8", "profile-student",
+                            "profile-int8"]
 
 
 def test_report_html_markdown_and_json(first, tmp_path):
@@ -172,7 +167,7 @@ def test_report_html_markdown_and_json(first, tmp_path):
     proc = run_cli("report", *inputs, "-o", tmp_path / "report.html", check=True)
     page = (tmp_path / "report.html").read_text()
     assert page.count("src='data:image/png;base64,") == 3 and "Pareto front" in page
-    for stage in ("teacher", "student", "distilled", "int8"):
+    for stage in STAGES[:7]:
         assert f"<td>{stage}" in page
     assert "predicted for raspberry-pi-4" in page and "measured" in page
     run_cli("report", run_dir / "run.json", "-o", tmp_path / "r.md", check=True)
@@ -182,11 +177,16 @@ def test_report_html_markdown_and_json(first, tmp_path):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"({png.name})" in md
     rep = json.loads(run_cli("report", run_dir / "run.json", "--json", check=True).stdout)
     names = [v["name"] for v in rep["variants"]]
-    assert names == ["build", "teacher", "student", "distilled", "int8"]
-    int8 = rep["variants"][-1]
+    assert names == STAGES[:7]
+    by = {v["name"]: v for v in rep["variants"]}
+    int8 = by["int8"]
     assert int8["precision"] == "int8" and int8["profiles"][0]["accuracy"]["n"] == 200
-    assert int8["profiles"][0]["fidelity"]["reference"] == "teacher"
-    assert int8["pareto"]  # the only variant with both an accuracy and a measured latency
+    assert int8["profiles"][0]["fidelity"]["reference"] == "teacher-fp32"
+    profiled = [v for v in rep["variants"] if v["profiles"]]
+    assert [v["name"] for v in profiled] == ["teacher-fp32", "student-fp32", "int8"]
+    fastest = min(profiled, key=lambda v: v["profiles"][0]["latency_p50_ms"])
+    best = max(profiled, key=lambda v: v["profiles"][0]["accuracy"]["top1"])
+    assert fastest["pareto"] and best["pareto"]  # the ends of the front are always on it
     assert all(v["predicted"]["device"] == "raspberry-pi-4" for v in rep["variants"])
     assert "wrote" not in proc.stdout  # stdout stays empty without --json
 
