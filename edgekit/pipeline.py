@@ -33,8 +33,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from .errors import BadInput, EdgekitError, GateFailed
-from .recipe import (DATA_OPTIONS, MANAGED, Recipe, Stage, as_reference, load_recipe,
-                     stage_to_dict)
+from .recipe import DATA_OPTIONS, MANAGED, Stage, as_reference, load_recipe, stage_to_dict
 
 RUN_SCHEMA = "edgekit.run/1"
 STAGE_SCHEMA = "edgekit.stage/1"
@@ -298,6 +297,8 @@ class Pipeline:
                 doc["stages"].append(self._link(step, folder, cached,
                                                  time.perf_counter() - s0))
                 _write_json(folder / "run.json", doc)
+            from .gates import evaluate_gates
+
             doc["gates"] = evaluate_gates(self.recipe, self.steps)
             failed = [g for g in doc["gates"] if not g["passed"]]
             doc["status"] = "gates failed" if failed else "passed"
@@ -455,90 +456,3 @@ def _new_run_folder(runs: Path, name: str, started: dt.datetime) -> Path:
     except OSError:  # no symlinks here: runs/latest is not made
         pass
     return folder
-
-
-# --- gates -----------------------------------------------------------------------------------
-def evaluate_gates(recipe: Recipe, steps: list[Step]) -> list[dict]:
-    """Each gate of the recipe against the final model and the last profile of it."""
-    gates = recipe.gates
-    models = [s for s in steps if s.makes_model and s.record]
-    profiles = [_read(Path(s.record["output"]["path"])) for s in steps
-                if s.name == "profile" and s.record]
-    final = models[-1] if models else None
-    names = {s.record["output"]["path"]: s.id for s in steps if s.record}
-    out = []
-    if gates.max_size_mb is not None and final is not None:
-        mb = final.record["output"]["size_bytes"] / 1e6
-        out.append(_gate("max_size_mb", mb, gates.max_size_mb, "MB",
-                         f"file size of {final.id}, measured"))
-    if gates.max_accuracy_drop is not None:
-        both = [p for p in profiles if p.get("accuracy") and p.get("reference_accuracy")]
-        if both:
-            p = both[-1]
-            drop = p["reference_accuracy"]["top1"] - p["accuracy"]["top1"]
-            ref = names.get(p["fidelity"]["reference"], p["fidelity"]["reference"])
-            model = names.get(p["model"]["path"], p["model"]["path"])
-            out.append(_gate("max_accuracy_drop", drop, gates.max_accuracy_drop, "pt",
-                             f"top-1 of {ref} minus {model} on {p['accuracy']['dataset']} "
-                             f"(n={p['accuracy']['n']}), measured"))
-        else:
-            out.append(_unchecked("max_accuracy_drop", "no profile stage has --data and "
-                                  "--reference to measure the drop with"))
-    if gates.max_latency_ms is not None:
-        out.append(_latency_gate(recipe, final, profiles, gates.max_latency_ms))
-    return out
-
-
-def _latency_gate(recipe: Recipe, final: Optional[Step], profiles: list[dict],
-                  limit: float) -> dict:
-    sha = final.record["output"]["sha256"] if final else None
-    mine = [p for p in profiles if p["model"]["sha256"] == sha and
-            p["latency_ms"].get("meaningful", True)]
-    on_device = [p for p in mine if recipe.device and p["device"]["name"] == recipe.device]
-    if on_device or (mine and not recipe.device):
-        p = (on_device or mine)[-1]
-        return _gate("max_latency_ms", p["latency_ms"]["p50"], limit, "ms",
-                     f"median, measured on {p['provenance']['measured']}")
-    if final is None or not recipe.device:
-        return _unchecked("max_latency_ms", "no profile of the final model and no device to "
-                          "predict for")
-    return _predicted_latency(recipe.device, final, limit)
-
-
-def _predicted_latency(device: str, final: Step, limit: float) -> dict:
-    from .artifacts import open_artifact
-    from .devices import load_device
-    from .latency import device_model
-    from .models.spec import spec_from_dict
-
-    meta = open_artifact(final.record["output"]["path"]).meta
-    if "spec" not in meta:
-        return _unchecked("max_latency_ms", f"{final.id} was not profiled on {device} and has "
-                          "no architecture spec to predict its latency from")
-    profile = load_device(device)
-    b = profile.default_budget
-    precision = {"int8": "int8", "fp16": "fp16"}.get(meta.get("precision"), "fp32")
-    try:
-        model = device_model(profile, b.runtime, precision, int(b.threads.value))
-    except BadInput as exc:
-        return _unchecked("max_latency_ms", str(exc))
-    ms = model.predict_ms(spec_from_dict(meta["spec"]))
-    return _gate("max_latency_ms", ms, limit, "ms",
-                 f"predicted for {device} ({b.runtime}, {precision}, {model.threads} thread(s)), "
-                 f"expected error ±{model.expected_error_pct:.0f}%: {model.basis}")
-
-
-def _gate(name: str, value: float, limit: float, unit: str, basis: str) -> dict:
-    passed = value <= limit
-    return {"gate": name, "value": round(value, 4), "limit": limit, "unit": unit,
-            "passed": passed, "basis": basis,
-            "detail": f"{name}: {value:.3g} {unit} {'<=' if passed else '>'} {limit:g} {unit}"}
-
-
-def _unchecked(name: str, why: str) -> dict:
-    return {"gate": name, "value": None, "limit": None, "unit": None, "passed": False,
-            "basis": why, "detail": f"{name}: not checked ({why})"}
-
-
-def _read(path: Path) -> dict:
-    return json.loads(Path(path).read_text())

@@ -252,10 +252,12 @@ def test_shipped_recipes_plan_and_name_what_they_miss(name, tmp_path):
 
 
 def test_run_lists_and_refuses_bad_input(tmp_path):
-    listing = json.loads(run_cli("run", "x", "--list", "--json", check=True).stdout)
+    listing = json.loads(run_cli("run", "--list", "--json", check=True).stdout)
     assert {r["name"] for r in listing["recipes"]} == set(SHIPPED)
     proc = run_cli("run", "no-such-recipe")
     assert proc.returncode == 2 and "no shipped recipe of that name" in proc.stderr
+    proc = run_cli("run")
+    assert proc.returncode == 2 and "edgekit run --list" in proc.stderr
     bad = tmp_path / "bad.yaml"
     bad.write_text(textwrap.dedent("""\
         schema: edgekit.recipe/1

@@ -11,8 +11,8 @@ from ._common import JSON_OPT, console, emit_json
 
 
 def run(
-    recipe: str = typer.Argument(..., help="Recipe YAML file, or the name of a shipped recipe "
-                                 "(see --list)."),
+    recipe: Optional[str] = typer.Argument(None, help="Recipe YAML file, or the name of a "
+                                           "shipped recipe (see --list)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (each stage's "
                                  "command, cached or not) and run nothing."),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where run folders go "
@@ -33,6 +33,8 @@ def run(
 
     if list_:
         return _list(shipped(), json_out)
+    if recipe is None:
+        raise BadInput("give a recipe file or the name of a shipped one (edgekit run --list)")
     path = recipe_path(recipe)
     # a shipped recipe named without a path reads its relative paths from here
     pipe = Pipeline(path, cache_dir or runs_dir / ".cache",
