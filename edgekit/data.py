@@ -134,6 +134,11 @@ def load_dataset(spec: str | os.PathLike, *, limit: int | None = None) -> Datase
     return ds
 
 
+def is_named(spec: str) -> bool:
+    """Whether ``spec`` has the form of a named dataset (``fashion-mnist:test``), not a path."""
+    return bool(_NAMED_SPEC.fullmatch(spec))
+
+
 def fashion_mnist_dir() -> Path | None:
     """Where the full Fashion-MNIST is (Debian package or $EDGEKIT_FASHION_MNIST), if present."""
     folder = Path(os.environ.get("EDGEKIT_FASHION_MNIST") or FASHION_MNIST_DIR)

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from .errors import BadInput, EdgekitError, GateFailed
-from .recipe import DATA_OPTIONS, MANAGED, Stage, as_reference, load_recipe, stage_to_dict
+from .recipe import DATA_OPTIONS, MANAGED, as_reference, load_recipe, stage_to_dict
 
 RUN_SCHEMA = "edgekit.run/1"
 STAGE_SCHEMA = "edgekit.stage/1"
@@ -108,20 +108,20 @@ class Pipeline:
             step = Step(stage.index, stage.id, stage.name, {}, {},
                         input=stage.input or prev, device=options.get("device"))
             for key, value in options.items():
-                step.options[key], step.keyed[key] = self._resolve(stage, key, value, steps)
+                step.options[key], step.keyed[key] = self._resolve(key, value)
             steps.append(step)
         return steps
 
-    def _resolve(self, stage: Stage, key: str, value: Any, steps: list[Step]) -> tuple[Any, Any]:
+    def _resolve(self, key: str, value: Any) -> tuple[Any, Any]:
         """(value for the command line, value for the cache key) of one option."""
         if isinstance(value, list):
-            pairs = [self._resolve(stage, key, v, steps) for v in value]
+            pairs = [self._resolve(key, v) for v in value]
             return [p[0] for p in pairs], [p[1] for p in pairs]
         ref = as_reference(value)
         if ref:
             value, name = ref, ref[1:]
             if name in self.recipe.datasets:
-                return self._resolve(stage, key, self.recipe.datasets[name], steps)
+                return self._resolve(key, self.recipe.datasets[name])
             return value, value  # an earlier stage's output: filled in when it has run
         if key in DATA_OPTIONS and isinstance(value, str):
             spec = self._data(value)
@@ -136,16 +136,16 @@ class Pipeline:
         return path if path.is_absolute() else self.base / path
 
     def _data(self, spec: str) -> str:
-        from .data import _NAMED_SPEC
+        from .data import is_named
 
-        if _NAMED_SPEC.fullmatch(spec) and not (self.base / spec).exists():
+        if is_named(spec) and not (self.base / spec).exists():
             return spec  # a named dataset such as fashion-mnist:train
         return str(self._local(spec))
 
     def _data_hash(self, spec: str) -> str:
-        from .data import _NAMED_SPEC, resolve_named
+        from .data import is_named, resolve_named
 
-        if _NAMED_SPEC.fullmatch(spec) and not Path(spec).exists():
+        if is_named(spec) and not Path(spec).exists():
             images = resolve_named(spec)  # the IDX images file; its labels file beside it
             labels = images.with_name(images.name.replace("images-idx3", "labels-idx1"))
             return "+".join(self._file_hash(p) for p in (images, labels) if p.exists())
