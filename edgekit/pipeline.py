@@ -76,7 +76,7 @@ class Pipeline:
         self.path = Path(path)
         self.base = Path(base) if base is not None else self.path.absolute().parent
         self.recipe, self.stages = load_recipe(self.path)
-        self.cache = Path(cache_dir)
+        self.cache = Path(cache_dir).resolve()  # stage.json records absolute paths
         self._hashes: dict[tuple, str] = {}
         self.steps = self._steps()
 
@@ -338,7 +338,11 @@ class Pipeline:
         step.argv = self.argv(step, done, output)
         announce(step, False)
         t0 = time.perf_counter()
-        _invoke(step.argv)
+        try:
+            _invoke(step.argv)
+        except EdgekitError as exc:  # say which stage, keep the exit code
+            raise type(exc)(f"stage {step.id} ({step.name}): {exc.message}",
+                            hint=exc.hint) from None
         if not output.exists():
             raise EdgekitError(f"stage {step.id}: edgekit {step.name} wrote no output")
         record = {"schema": STAGE_SCHEMA, "stage": step.name, "id": step.id, "key": step.key,
