@@ -78,6 +78,7 @@ class Pipeline:
         self.recipe, self.stages = load_recipe(self.path)
         self.cache = Path(cache_dir).resolve()  # stage.json records absolute paths
         self._hashes: dict[tuple, str] = {}
+        self.ctrl_c = False  # set by the SIGINT handler while running
         self.steps = self._steps()
 
     # --- planning --------------------------------------------------------------------------
@@ -289,6 +290,7 @@ class Pipeline:
                               "host": platform.node(), "machine": platform.machine()}}
         t0 = time.perf_counter()
         done: dict[str, Step] = {}
+        restore = _watch_ctrl_c(self)
         try:
             for step in self.steps:
                 s0 = time.perf_counter()
@@ -310,6 +312,7 @@ class Pipeline:
             doc["error"] = str(exc)
             raise
         finally:
+            restore()
             doc["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
             doc["wall_s"] = round(time.perf_counter() - t0, 3)
             _write_json(folder / "run.json", doc)
@@ -343,6 +346,8 @@ class Pipeline:
         except EdgekitError as exc:  # say which stage, keep the exit code
             raise type(exc)(f"stage {step.id} ({step.name}): {exc.message}",
                             hint=exc.hint) from None
+        if self.ctrl_c:  # Ctrl-C that a library swallowed (keras' compile has bare excepts):
+            raise KeyboardInterrupt  # the stage may be incomplete, so it is not cached
         if not output.exists():
             raise EdgekitError(f"stage {step.id}: edgekit {step.name} wrote no output")
         record = {"schema": STAGE_SCHEMA, "stage": step.name, "id": step.id, "key": step.key,
@@ -369,6 +374,23 @@ class Pipeline:
                 "cached": cached, "seconds": rec["seconds"], "wall_s": round(wall_s, 3),
                 "command": rec["command"], "input": step.input,
                 "output": {**rec["output"], "path": str(dst), "cache_path": rec["output"]["path"]}}
+
+
+def _watch_ctrl_c(pipe: "Pipeline") -> Callable[[], None]:
+    """Note every SIGINT on ``pipe`` (and raise KeyboardInterrupt as usual), so that one a
+    library catches still stops the run; returns the function that restores the handler."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum, frame):
+        pipe.ctrl_c = True
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGINT, handler)
+    return lambda: signal.signal(signal.SIGINT, old)
 
 
 _PENDING = object()
