@@ -65,25 +65,19 @@ def _latency_gate(recipe: Recipe, final: Optional[Step], profiles: list[dict],
 
 def _predicted_latency(device: str, final: Step, limit: float) -> dict:
     from .artifacts import open_artifact
-    from .devices import load_device
-    from .latency import device_model
-    from .models.spec import spec_from_dict
+    from .latency import predict_for_device
 
     meta = open_artifact(final.record["output"]["path"]).meta
     if "spec" not in meta:
         return _unchecked("max_latency_ms", f"{final.id} was not profiled on {device} and has "
                           "no architecture spec to predict its latency from")
-    profile = load_device(device)
-    b = profile.default_budget
-    precision = {"int8": "int8", "fp16": "fp16"}.get(meta.get("precision"), "fp32")
     try:
-        model = device_model(profile, b.runtime, precision, int(b.threads.value))
+        p = predict_for_device(device, meta["spec"], meta.get("precision"))
     except BadInput as exc:
         return _unchecked("max_latency_ms", str(exc))
-    ms = model.predict_ms(spec_from_dict(meta["spec"]))
-    return _gate("max_latency_ms", ms, limit, "ms",
-                 f"predicted for {device} ({b.runtime}, {precision}, {model.threads} thread(s)), "
-                 f"expected error ±{model.expected_error_pct:.0f}%: {model.basis}")
+    return _gate("max_latency_ms", p["latency_ms"], limit, "ms",
+                 f"predicted for {device} ({p['runtime']}, {p['precision']}, {p['threads']} "
+                 f"thread(s)), expected error ±{p['expected_error_pct']:.0f}%: {p['basis']}")
 
 
 def _gate(name: str, value: float, limit: float, unit: str, basis: str) -> dict:

@@ -251,6 +251,22 @@ def device_model(profile: "DeviceProfile", runtime: str, precision: str,
                         f"({rate.prov.text()[:120]})")
 
 
-__all__ = ["LatencyModel", "device_model", "FEATURES", "coefficients_from_rate", "errors_pct",
+def predict_for_device(device: str, spec: dict, precision: str | None) -> dict:
+    """The latency of a model (its spec as a dict) on ``device`` at the device's default
+    runtime and threads, with the prediction's expected error and basis. Raises BadInput when
+    the device has no cost model for that precision."""
+    from .devices import load_device
+    from .models.spec import spec_from_dict
+
+    profile = load_device(device)
+    b = profile.default_budget
+    precision = precision if precision in ("int8", "fp16") else "fp32"
+    model = device_model(profile, b.runtime, precision, int(b.threads.value))
+    return {"latency_ms": round(model.predict_ms(spec_from_dict(spec)), 4), "device": device,
+            "runtime": b.runtime, "precision": precision, "threads": model.threads,
+            "expected_error_pct": round(model.expected_error_pct, 1), "basis": model.basis}
+
+
+__all__ = ["LatencyModel", "device_model", "predict_for_device", "FEATURES", "coefficients_from_rate", "errors_pct",
            "expected_error_pct",
            "features", "fit", "predict_ms", "vector"]

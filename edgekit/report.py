@@ -144,21 +144,12 @@ def _predict(v: dict, device: str) -> Optional[dict]:
     """The cost model's latency for ``device`` (None without a spec or a cost model)."""
     if not v.get("spec"):
         return None
-    from .devices import load_device
-    from .latency import device_model
-    from .models.spec import spec_from_dict
+    from .latency import predict_for_device
 
-    profile = load_device(device)
-    b = profile.default_budget
-    precision = v["precision"] if v["precision"] in ("int8", "fp16") else "fp32"
     try:
-        model = device_model(profile, b.runtime, precision, int(b.threads.value))
+        return predict_for_device(device, v["spec"], v["precision"])
     except BadInput:
         return None
-    return {"latency_ms": round(model.predict_ms(spec_from_dict(v["spec"])), 4),
-            "device": device, "runtime": b.runtime, "threads": model.threads,
-            "precision": precision,
-            "expected_error_pct": round(model.expected_error_pct, 1), "basis": model.basis}
 
 
 def _acc(v: dict) -> Optional[float]:
