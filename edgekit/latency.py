@@ -267,6 +267,7 @@ def predict_for_device(device: str, spec: dict, precision: str | None) -> dict:
             "expected_error_pct": round(model.expected_error_pct, 1), "basis": model.basis}
 
 
-__all__ = ["LatencyModel", "device_model", "predict_for_device", "FEATURES", "coefficients_from_rate", "errors_pct",
+__all__ = ["LatencyModel", "device_model", "predict_for_device", "FEATURES",
+           "coefficients_from_rate", "errors_pct",
            "expected_error_pct",
            "features", "fit", "predict_ms", "vector"]

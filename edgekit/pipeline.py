@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from .errors import BadInput, EdgekitError, GateFailed
-from .recipe import DATA_OPTIONS, MANAGED, as_reference, load_recipe, stage_to_dict
+from .recipe import (DATA_OPTIONS, MANAGED, as_reference, load_recipe, makes_model,
+                     stage_to_dict)
 
 RUN_SCHEMA = "edgekit.run/1"
 STAGE_SCHEMA = "edgekit.stage/1"
@@ -65,7 +66,7 @@ class Step:
 
     @property
     def makes_model(self) -> bool:
-        return self.name != "profile"
+        return makes_model(self.name)
 
 
 class Pipeline:

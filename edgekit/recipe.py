@@ -106,7 +106,12 @@ class Stage:
 
     @property
     def makes_model(self) -> bool:
-        return self.name != "profile"
+        return makes_model(self.name)
+
+
+def makes_model(command: str) -> bool:
+    """Whether a stage's output is a model (the next stage's input); profile writes a result."""
+    return command != "profile"
 
 
 def _option_type(param) -> Any:
@@ -141,7 +146,8 @@ def validate_stages(stages: list[dict[str, Any]], path: Path, node,
     models: set[str] = {"build"} if built else set()  # ids of the models made so far
     for i, raw in enumerate(stages):
         if not isinstance(raw, dict):
-            raise error_at(path, node, ("stages", i), "a stage must be a mapping with a 'stage' key")
+            raise error_at(path, node, ("stages", i),
+                           "a stage must be a mapping with a 'stage' key")
         name = raw.get("stage")
         if name not in STAGES:
             raise error_at(path, node, ("stages", i, "stage"),

@@ -351,7 +351,8 @@ def to_html(md_report: dict, pngs: dict[str, bytes]) -> str:
         parts.append(f"<p>Run <b>{html.escape(r['name'])}</b>: {html.escape(r['status'])} in "
                      f"{r['wall_s']:.1f} s, started {html.escape(r['started'])}.</p><ul>")
         parts += [f"<li>gate {'pass' if g['passed'] else '<b>FAIL</b>'}: "
-                  f"{html.escape(g['detail'])} ({html.escape(g['basis'])})</li>" for g in r["gates"]]
+                  f"{html.escape(g['detail'])} ({html.escape(g['basis'])})</li>"
+                  for g in r["gates"]]
         parts.append("</ul>")
     parts.append("<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in rows[0]) + "</tr>")
     for row in rows[1:]:

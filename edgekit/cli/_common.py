@@ -190,8 +190,8 @@ def _make_runner(runner, host, port, identity, ssh_options, remote_python, devic
                    python=remote_python, engine=engine, trtexec=trtexec,
                    trt_precision=trt_precision)
     if engine != "harness" or trtexec or trt_precision:
-        raise BadInput(f"--engine tensorrt / --trtexec / --trt-precision run on a Jetson over SSH (--host), not "
-                       f"with the {name} runner")
+        raise BadInput(f"--engine tensorrt / --trtexec / --trt-precision run on a Jetson over "
+                       f"SSH (--host), not with the {name} runner")
     if host or port or identity or ssh_options:
         raise BadInput(f"--host/--port/--identity/--ssh-option need the ssh runner, not {name}")
     if name == "adb":
