@@ -288,7 +288,6 @@ _ONNX_W = {"Conv": 1, "ConvTranspose": 1, "ConvInteger": 1, "QLinearConv": 3, "G
 def _onnx(p: Path) -> dict:
     try:
         import onnx
-        from onnx import numpy_helper
 
         model = onnx.load(str(p))
         g = model.graph

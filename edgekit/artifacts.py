@@ -19,9 +19,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import BadInput
+from .errors import BadInput, first_line
 
-SIDECAR_SCHEMA = "edgekit.artifact/1"
+from .results import SIDECAR_SCHEMA, check
 SUFFIX_FORMATS = {".keras": "keras", ".h5": "keras", ".hdf5": "keras",
                   ".tflite": "tflite", ".onnx": "onnx"}
 MODEL_SUFFIXES = ", ".join(SUFFIX_FORMATS) + ", or a SavedModel folder"
@@ -88,12 +88,35 @@ def detect_format(path: Path) -> str:
     looks_like = {
         "tflite": len(head) >= 8 and head[4:8] == b"TFL3",
         "keras": (head.startswith(b"\x89HDF\r\n\x1a\n") if path.suffix.lower() in (".h5", ".hdf5")
-                  else zipfile.is_zipfile(path)),
+                  else _zip_readable(path)),
         "onnx": head[:1] in (b"\x08", b"\x12", b"\x1a", b"\x22", b"\x3a", b"\x42"),  # protobuf tags
     }[fmt]
     if not looks_like:
         raise BadInput(f"{path}: not a valid {fmt} file (unexpected content)")
+    if fmt == "keras" and path.suffix.lower() != ".keras":
+        _check_hdf5(path)
     return fmt
+
+
+def _zip_readable(path: Path) -> bool:
+    """Whether the zip's central directory (where a reader starts) is intact."""
+    try:
+        with zipfile.ZipFile(path):
+            return True
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return False
+
+
+def _check_hdf5(path: Path) -> None:
+    """A truncated or damaged HDF5 file fails here, before any work (h5py reads only its
+    superblock and root group)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r"):
+            pass
+    except Exception as exc:  # h5py raises OSError/KeyError/ValueError... for damaged files
+        raise BadInput(f"{path}: not a readable HDF5 file ({first_line(exc, 120)})") from None
 
 
 def tool_versions(*names: str) -> dict[str, str]:
@@ -144,6 +167,7 @@ def open_artifact(path: str | Path) -> Artifact:
             raise BadInput(f"{side}: sidecar is not valid JSON ({exc.__class__.__name__})") from None
         if not isinstance(meta, dict) or meta.get("schema") != SIDECAR_SCHEMA:
             raise BadInput(f"{side}: not an edgekit sidecar (schema {SIDECAR_SCHEMA} expected)")
+        check(meta, side)
         if meta.get("sha256") != sha256_of(path):
             # The model changed after the sidecar was written: its facts cannot be trusted.
             meta = {"stale_sidecar": str(side)}

@@ -27,13 +27,14 @@ What is compared, and when a change is a regression:
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import BadInput
 
-SCHEMA = "edgekit.profile/1"
+from .results import PROFILE_SCHEMA as SCHEMA, check
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ def load_result(path: Path) -> dict[str, Any]:
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
         raise BadInput(f"{path}: not an {SCHEMA} document (write one with `edgekit profile "
                        f"MODEL -o {path.name}`)")
-    return doc
+    return check(doc, path, SCHEMA)
 
 
 def parse_percent(text: str, option: str) -> float:
@@ -65,8 +66,8 @@ def parse_percent(text: str, option: str) -> float:
         value = float(str(text).strip().rstrip("%"))
     except ValueError:
         raise BadInput(f"{option} {text!r} is not a percentage (e.g. 10 or 10%)") from None
-    if value < 0:
-        raise BadInput(f"{option} must not be negative (got {text})")
+    if not math.isfinite(value) or value < 0:
+        raise BadInput(f"{option} must be a finite percentage, not negative (got {text})")
     return value
 
 

@@ -67,9 +67,9 @@ ProvRef = Union[Provenance, str]  # a str names an entry of the profile's ``sour
 
 
 class Num(_Strict):
-    """A number and where it comes from."""
+    """A number and where it comes from. No fact of a device is negative, NaN or infinite."""
 
-    value: float
+    value: float = Field(ge=0, allow_inf_nan=False)
     provenance: Optional[ProvRef] = None
     note: Optional[str] = None
 
@@ -91,6 +91,12 @@ class Cluster(_Strict):
     core: str
     max_ghz: Num
     provenance: Optional[ProvRef] = None
+
+    @model_validator(mode="after")
+    def _positive(self) -> "Cluster":
+        if self.cores.value < 1 or self.max_ghz.value <= 0:
+            raise ValueError("a cluster needs at least 1 core and a positive max_ghz")
+        return self
 
 
 class Cpu(_Strict):

@@ -35,8 +35,8 @@ from typing import Any, Callable, Optional
 from .errors import BadInput, EdgekitError, GateFailed
 from .recipe import (DATA_OPTIONS, MANAGED, as_reference, load_recipe, makes_model,
                      stage_to_dict)
+from .results import RUN_SCHEMA
 
-RUN_SCHEMA = "edgekit.run/1"
 STAGE_SCHEMA = "edgekit.stage/1"
 DEVICE_STAGES = ("scale", "profile")
 
@@ -202,9 +202,7 @@ class Pipeline:
 
     def argv(self, step: Step, done: dict[str, Step], output: Path) -> list[str]:
         """The edgekit command line of ``step``, writing ``output``."""
-        from typer.main import get_command
-
-        from .cli import app
+        from .cli import command as cli_command
 
         def fill(v):
             if isinstance(v, str) and v.startswith("@"):
@@ -213,11 +211,11 @@ class Pipeline:
             return v
 
         if step.name == "build":
-            command, head = get_command(app).commands["zoo"].commands["build"], ["zoo", "build"]
+            command, head = cli_command().commands["zoo"].commands["build"], ["zoo", "build"]
             opts = dict(step.options)
             head.append(opts.pop("family"))
         else:
-            command, head = get_command(app).commands[step.name], [step.name]
+            command, head = cli_command().commands[step.name], [step.name]
             opts = {k: fill(v) if not isinstance(v, list) else [fill(x) for x in v]
                     for k, v in step.options.items()}
             source = (fill("@" + step.input) if step.input else
@@ -427,12 +425,10 @@ def _options_argv(command, options: dict[str, Any]) -> list[str]:
 
 def _invoke(argv: list[str]) -> None:
     """Run ``edgekit ARGV`` in this process, exactly as the command line would."""
-    from typer.main import get_command
-
-    from .cli import app
+    from .cli import command as cli_command
 
     try:
-        code = get_command(app).main(args=argv, prog_name="edgekit", standalone_mode=False)
+        code = cli_command().main(args=argv, prog_name="edgekit", standalone_mode=False)
     except EdgekitError:
         raise
     except Exception as exc:  # typer's vendored click: usage errors, duck-typed as in cli

@@ -122,11 +122,9 @@ def _option_type(param) -> Any:
 @lru_cache(maxsize=None)
 def stage_model(stage: str) -> type[BaseModel]:
     """A pydantic model of ``stage``'s options, made from the ``edgekit STAGE`` command."""
-    from typer.main import get_command
+    from .cli import command as cli_command
 
-    from .cli import app
-
-    command = get_command(app).commands[stage]
+    command = cli_command().commands[stage]
     fields: dict[str, Any] = {"stage": (Literal[stage], ...)}
     for param in command.params:
         if param.name in MANAGED or param.param_type_name != "option":

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .errors import BadInput, first_line
+from .results import PROFILE_SCHEMA, RUN_SCHEMA, SIDECAR_SCHEMA, check
 
 REPORT_SCHEMA = "edgekit.report/1"
 TITLES = {"pareto": "Accuracy vs latency", "layers": "MACs per block of the final model",
@@ -34,10 +35,10 @@ def collect(paths: list[Path]) -> dict[str, Any]:
     runs: list[dict] = []
     aliases: dict[str, str] = {}  # a run's cache paths -> stage ids
     docs = [(path, _load(path)) for path in paths]
-    order = {"edgekit.run/1": 0, "edgekit.profile/1": 1}  # runs first: they name the variants
+    order = {RUN_SCHEMA: 0, PROFILE_SCHEMA: 1}  # runs first: they name the variants
     for path, doc in sorted(docs, key=lambda pd: order.get(pd[1].get("schema"), 2)):
         schema = doc.get("schema")
-        if schema == "edgekit.run/1":
+        if schema == RUN_SCHEMA:
             runs.append(doc)
             for st in doc["stages"]:  # the outputs sit beside run.json (folders move)
                 out = Path(path).parent / Path(st["output"]["path"]).name
@@ -48,14 +49,11 @@ def collect(paths: list[Path]) -> dict[str, Any]:
                     profiles.append(_load(out))
                 else:
                     _add_variant(variants, out, st["id"], st["stage"])
-        elif schema == "edgekit.profile/1":
+        elif schema == PROFILE_SCHEMA:
             profiles.append(doc)
-        elif schema == "edgekit.artifact/1":
+        else:  # a sidecar
             model = Path(path).with_name(Path(path).name.removesuffix(".json"))
             _add_variant(variants, model, model.stem, (doc.get("stage") or {}).get("name"))
-        else:
-            raise BadInput(f"{path}: not a run, profile result or artifact sidecar (schema "
-                           f"{schema!r})")
     for p in profiles:
         v = variants.get(p["model"]["sha256"])
         if v is None:  # a profile of a model that came without its sidecar
@@ -77,9 +75,11 @@ def _load(path: Path) -> dict:
         doc = json.loads(Path(path).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadInput(f"{path}: cannot read as JSON ({first_line(exc, 120)})") from None
-    if not isinstance(doc, dict):
-        raise BadInput(f"{path}: not an edgekit JSON document")
-    return doc
+    schema = doc.get("schema") if isinstance(doc, dict) else None
+    if schema not in (RUN_SCHEMA, PROFILE_SCHEMA, SIDECAR_SCHEMA):
+        raise BadInput(f"{path}: not a run, profile result or artifact sidecar (schema "
+                       f"{str(schema)[:60]!r})")
+    return doc if schema == SIDECAR_SCHEMA else check(doc, Path(path))  # sidecars: when opened
 
 
 def _add_variant(variants: dict, path: Path, name: str, stage: Optional[str]) -> None:

@@ -13,6 +13,8 @@ from pydantic import BaseModel, ValidationError
 from .errors import BadInput
 
 M = TypeVar("M", bound=BaseModel)
+MAX_BYTES = 1_000_000  # recipes and device profiles are a few KB
+MAX_NODES = 100_000  # values after expanding aliases
 
 
 def load_validated(path: Path, model: type[M], what: str) -> tuple[M, yaml.Node]:
@@ -23,20 +25,68 @@ def load_validated(path: Path, model: type[M], what: str) -> tuple[M, yaml.Node]
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise BadInput(f"{path}: cannot read ({exc})") from None
+    if len(text) > MAX_BYTES:
+        raise BadInput(f"{path}: {len(text)} characters is too large for {what} "
+                       f"(at most {MAX_BYTES})")
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        loader = yaml.SafeLoader(text)  # safe: plain data only, never Python objects
+        try:
+            node = loader.get_single_node()
+            _check_tree(path, node)
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{mark.line + 1}:" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise BadInput(f"{path}:{where} malformed YAML ({problem})") from None
+    except RecursionError:
+        raise BadInput(f"{path}: YAML nested too deeply") from None
     if not isinstance(data, dict):
         raise BadInput(f"{path}: {what} must be a YAML mapping")
     try:
         return model.model_validate(data), node
     except ValidationError as exc:
         raise validation_error(path, node, exc) from None
+
+
+def _check_tree(path: Path, root: yaml.Node | None) -> None:
+    """Refuse what PyYAML accepts but no edgekit file needs: a key given twice (PyYAML keeps
+    the last silently) and aliases that expand to a huge document ("billion laughs": the
+    parsed data shares the nodes, but validating it walks every expanded copy)."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:  # expanded node count, each shared node counted once
+        if id(node) not in sizes:
+            sizes[id(node)] = 1  # a node that contains itself stops here
+            children = ([c for kv in node.value for c in kv] if isinstance(node, yaml.MappingNode)
+                        else node.value if isinstance(node, yaml.SequenceNode) else [])
+            sizes[id(node)] = 1 + sum(size(c) for c in children)
+        return sizes[id(node)]
+
+    def walk(node: yaml.Node, seen: set[int]) -> None:
+        if id(node) in seen:
+            return
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            keys: set = set()
+            for k, v in node.value:
+                if isinstance(k, yaml.ScalarNode):
+                    if k.value in keys:
+                        raise BadInput(f"{path}:{k.start_mark.line + 1}: {k.value!r} is given "
+                                       "twice")
+                    keys.add(k.value)
+                walk(v, seen)
+        elif isinstance(node, yaml.SequenceNode):
+            for c in node.value:
+                walk(c, seen)
+
+    if root is None:
+        return
+    walk(root, set())
+    if size(root) > MAX_NODES:
+        raise BadInput(f"{path}: the YAML expands to over {MAX_NODES} values (aliases)")
 
 
 def validation_error(path: Path, node: yaml.Node, exc: ValidationError,

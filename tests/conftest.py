@@ -86,3 +86,30 @@ def trained_int8(workdir, trained_keras) -> Path:
     run_cli("quantize", trained_keras, "--mode", "int8", "--calib", "fashion-mnist-sample:train",
             "--no-speed-check", "-o", out, "--force", check=True)
     return out
+
+
+def invoke_cli(*args: str, env: dict | None = None) -> tuple[int, str, str]:
+    """Run ``edgekit`` in this process, exactly as the console script does (``cli.main``):
+    (exit code, stdout, stderr). An exception that the CLI does not turn into an exit code
+    propagates, so a test sees it. For many fast cases, where a child process per case would
+    spend its time importing TensorFlow."""
+    import contextlib
+    import io
+
+    from edgekit.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved_argv, saved_env = sys.argv, dict(os.environ)
+    sys.argv = ["edgekit", *map(str, args)]
+    os.environ.update(env or {})
+    code = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        sys.argv = saved_argv
+        os.environ.clear()
+        os.environ.update(saved_env)
+    return code, out.getvalue(), err.getvalue()

@@ -3,8 +3,12 @@ and is the single place where an EdgekitError becomes a message and an exit code
 
 from __future__ import annotations
 
+import errno
+import functools
+import math
 import os
 import sys
+import typing
 
 import typer
 
@@ -40,13 +44,44 @@ app.command("run")(run_cmd.run)
 app.command("report")(report_cmd.report)
 
 
+@functools.lru_cache(maxsize=None)
+def command():
+    """The click command that ``edgekit`` runs (recipes run their stages through it too), with
+    every float option refusing NaN and infinity: click reads "nan" and "inf" as floats, which
+    pass every ``> 0`` check (a budget of nan ms fits every model)."""
+    from typer.main import get_command
+
+    group = get_command(app)
+    todo = [group]
+    while todo:
+        cmd = todo.pop()
+        todo.extend(getattr(cmd, "commands", {}).values())
+        for param in cmd.params:
+            annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+            if float in (annotation, *typing.get_args(annotation)):
+                param.callback = _finite(param.callback)
+    return group
+
+
+def _finite(callback):
+    def check(ctx, param, value):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise EdgekitError(f"{param.opts[0]} {value} is not a finite number")
+        return callback(ctx, param, value) if callback else value
+
+    return check
+
+
+_FILESYSTEM = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+
+
 def main() -> None:
     from ..models.load import quiet_tensorflow
 
     quiet_tensorflow()  # before any command imports TensorFlow: keep its C++ chatter off stderr
     setup_logging()
     try:
-        code = app(standalone_mode=False)
+        code = command().main(prog_name="edgekit", standalone_mode=False)
         # typer turns Ctrl-C into Exit(130), which standalone_mode=False *returns*
         if code == 130:
             raise KeyboardInterrupt
@@ -60,6 +95,13 @@ def main() -> None:
     except KeyboardInterrupt:
         console.print("interrupted")
         sys.exit(130)
+    except OSError as exc:
+        # A full disk, a read-only folder, a quota: the machine's problem, not a bug. Writers
+        # go through artifacts.atomic_path, so nothing half-written is left behind.
+        if exc.errno not in _FILESYSTEM or os.environ.get("EDGEKIT_DEBUG"):
+            raise
+        _error(f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror}")
+        sys.exit(ExitCode.ENVIRONMENT)
     except Exception as exc:
         # Usage errors from typer's bundled click: duck-typed, since typer vendors click
         # privately. Shown as one line, exit 2, like every other bad input.

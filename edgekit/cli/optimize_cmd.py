@@ -117,7 +117,7 @@ def quantize(
     if threads < 1:
         raise BadInput(f"--threads must be at least 1 (got {threads})")
     output = output or default_output(model, caps["suffix"], mode)
-    check_output(output, force)
+    check_output(output, force, caps["suffix"])
     source = _open_source(model, preprocessing)
     kwargs = dict(calib=calib, calib_size=calib_size, io_type=io_type, target=target,
                   engine=engine or caps["engines"][0], opset=opset, exclude=list(keep_float),
@@ -177,7 +177,7 @@ def export(
         raise BadInput("--opset, --nchw/--nhwc and --no-slim apply to --format onnx")
     tag = "fp16" if (fmt, target) == ("tflite", "gpu") else "fp32"
     output = output or default_output(model, exporter.caps["suffix"], tag)
-    check_output(output, force)
+    check_output(output, force, exporter.caps["suffix"])
     source = _open_source(model, preprocessing)
     with console.status(f"exporting {model} to {fmt}"):
         art = exporter.load()(source, output, force=force, unsafe=unsafe, **options)

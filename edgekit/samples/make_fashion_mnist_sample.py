@@ -12,7 +12,6 @@ rerun produces byte-identical files.
 from __future__ import annotations
 
 import gzip
-import shutil
 import sys
 from pathlib import Path
 
