@@ -45,14 +45,14 @@ def test_max_drop_run_records_what_it_did(workdir, trained_keras, fmt):
     out = workdir / f"aa.{fmt}"
     proc = run_cli("quantize", trained_keras, "--format", fmt, "--mode", "int8", "--calib",
                    "fashion-mnist-sample:train", "--calib-size", "10", "--data", DATA,
-                   "--max-drop", "0", "--max-float-layers", "2", "-o", out, "--force", "--json")
+                   "--max-drop", "0", "--max-float-layers", "1", "-o", out, "--force", "--json")
     assert proc.returncode in (0, 1), proc.stderr[-2000:]
-    assert out.exists() and not list(workdir.glob(f".aa.try*"))  # no half-written leftovers
+    assert out.exists() and not list(workdir.glob(".aa.try*"))  # no half-written leftovers
     meta = json.loads(out.with_name(out.name + ".json").read_text())
     rec = meta["accuracy_aware"]
     assert rec["drop"] == pytest.approx(rec["float_top1"] - rec["top1"])
     assert rec["met"] == (rec["drop"] <= 0) == (proc.returncode == 0)
-    assert rec["int8_top1"] <= 100 and 1 <= rec["tries"] <= 4 and len(rec["float_layers"]) <= 2
+    assert rec["int8_top1"] <= 100 and 1 <= rec["tries"] <= 2 and len(rec["float_layers"]) <= 1
     if rec["int8_top1"] < rec["float_top1"]:  # plain int8 lost accuracy: layers were ranked
         assert rec["ranking"] and rec["tries"] > 1
         assert rec["drop"] <= rec["float_top1"] - rec["int8_top1"] + 1e-6  # never worse than plain

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..artifacts import Artifact, atomic_path, child_meta, tool_versions, write_sidecar
+from ..artifacts import Artifact, child_meta, tool_versions, write_sidecar
 from ..errors import BadInput, EdgekitError
 
 OPSETS = range(13, 19)  # tf2onnx 1.17 converts Keras 3 models at opsets 13..18 (FACTS.md)
@@ -68,7 +68,7 @@ def keras_to_onnx(model, opset: int = DEFAULT_OPSET, nchw: bool = False, static:
         import onnxslim
 
         proto = onnxslim.slim(proto)
-    return _stable_names(proto)
+    return stable_tensor_names(_stable_names(proto))
 
 
 def _stable_names(proto):
@@ -90,6 +90,70 @@ def _stable_names(proto):
                 name = f"{m.group(1)}__{seen[m.group(1)]}"
             taken.add(name)
             n.name = name
+    return proto
+
+
+def stable_tensor_names(proto):
+    """Name the tensors whose names tf2onnx and onnxslim leave to chance after the nodes.
+
+    Both merge equal constants (the 0 and 6 of every ReLU6 Clip, the batch-norm factors of
+    untrained layers) and keep one of the duplicates' names, chosen by object identity; and
+    tf2onnx numbers the tensors it creates (``Mean_Squeeze__411:0``) with a process-wide
+    counter whose value drifts with that order. So names, and the file's bytes, changed from
+    one process to the next. Here, in graph order: a generated output tensor is renamed
+    ``<node>:<output index>`` (node names are already stable, ``_stable_names``); a constant
+    read by several nodes, or with a generated name, ``<first reader>:in<input index>``; the
+    initializers are stored in the order they are first read. Graph inputs and outputs keep
+    their names. Same model, same bytes (DESIGN.md, determinism)."""
+    import re
+
+    generated = re.compile(r"__\d+(:\d+)?$")
+    g = proto.graph
+    inits = {t.name for t in g.initializer}
+    fixed = {v.name for v in g.input} | {v.name for v in g.output}
+    taken = inits | fixed | {o for n in g.node for o in n.output}
+    rename: dict[str, str] = {}
+
+    def give(old: str, new: str) -> None:
+        while new != old and new in taken:
+            new += "_"
+        taken.add(new)
+        rename[old] = new
+
+    for n in g.node:
+        for j, name in enumerate(n.output):
+            if name and name not in fixed and generated.search(name):
+                give(name, f"{n.name}:{j}")
+    readers: dict[str, int] = {}
+    for n in g.node:
+        for name in n.input:
+            if name in inits:
+                readers[name] = readers.get(name, 0) + 1
+    for n in g.node:
+        for i, name in enumerate(n.input):
+            if (name in inits and name not in rename and name not in fixed
+                    and (readers[name] > 1 or generated.search(name))):
+                give(name, f"{n.name}:in{i}")
+    for n in g.node:
+        for i, name in enumerate(n.input):
+            if name in rename:
+                n.input[i] = rename[name]
+        for j, name in enumerate(n.output):
+            if name in rename:
+                n.output[j] = rename[name]
+    for t in (*g.initializer, *g.value_info):
+        if t.name in rename:
+            t.name = rename[t.name]
+    first: dict[str, int] = {}
+    for n in g.node:
+        for name in n.input:
+            first.setdefault(name, len(first))
+    ordered = sorted(g.initializer, key=lambda t: (first.get(t.name, len(first)), t.name))
+    copies = [type(t)() for t in ordered]
+    for copy, t in zip(copies, ordered):
+        copy.CopyFrom(t)
+    del g.initializer[:]
+    g.initializer.extend(copies)
     return proto
 
 
@@ -152,19 +216,22 @@ def onnx_io(proto) -> dict:
 
 def write_onnx(proto, source: Artifact, out: Path, force: bool, stage: str, config: dict,
                precision: str, **facts) -> Artifact:
-    """Write an ONNX model and its sidecar atomically; return the new artifact."""
+    """Write an ONNX model and its sidecar; return the new artifact. Both or neither: a
+    model whose sidecar could not be written (full disk, Ctrl-C) is removed."""
     import onnx
 
     io = onnx_io(proto)
     nchw = len(io["input"]["shape"]) == 4 and io["input"]["shape"][1] in (1, 3) and \
         io["input"]["shape"][3] not in (1, 3)
-    with atomic_path(out, force) as tmp:
-        onnx.save(proto, str(tmp))
-    meta = child_meta(source, stage, config, format="onnx", precision=precision,
-                      layout="NCHW" if nchw else "NHWC", opset=_opset(proto), **io, **facts,
-                      tools=tool_versions("tensorflow", "tf2onnx", "onnx", "onnxslim",
-                                          "onnxruntime"))
-    return Artifact(path=Path(out), format="onnx", meta=write_sidecar(out, meta))
+    from .output import undo_on_failure, write_model
+
+    write_model(out, force, lambda tmp: onnx.save(proto, str(tmp)))
+    with undo_on_failure(out):
+        meta = child_meta(source, stage, config, format="onnx", precision=precision,
+                          layout="NCHW" if nchw else "NHWC", opset=_opset(proto), **io, **facts,
+                          tools=tool_versions("tensorflow", "tf2onnx", "onnx", "onnxslim",
+                                              "onnxruntime"))
+        return Artifact(path=Path(out), format="onnx", meta=write_sidecar(out, meta))
 
 
 def _opset(proto) -> int | None:
@@ -175,10 +242,13 @@ def float_onnx(source: Artifact, target: str = "cpu", opset: int = DEFAULT_OPSET
                nchw: bool | None = None, slim: bool = True, unsafe: bool = False, model=None):
     """(checked float ONNX proto, facts) for ``source``: the step shared by export and the
     ONNX quantizers."""
-    model = _keras_source(source, unsafe, model)
-    lay = layout(target, nchw)
-    proto = keras_to_onnx(model, opset, lay["nchw"], lay["static"], slim)
-    diff = check_against_keras(model, proto, lay["nchw"], source.preprocessing)
+    from .output import ctrl_c_stops
+
+    with ctrl_c_stops():
+        model = _keras_source(source, unsafe, model)
+        lay = layout(target, nchw)
+        proto = keras_to_onnx(model, opset, lay["nchw"], lay["static"], slim)
+        diff = check_against_keras(model, proto, lay["nchw"], source.preprocessing)
     return proto, {"check": {"max_abs_diff_vs_keras": diff, "inputs": CHECK_BATCH,
                              "atol": CHECK_ATOL, "rtol": CHECK_RTOL}}
 

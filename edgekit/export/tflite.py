@@ -14,9 +14,8 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from ..artifacts import (Artifact, atomic_path, child_meta, tool_versions, update_sidecar,
-                         write_sidecar)
-from ..errors import BadInput, EdgekitError
+from ..artifacts import Artifact, child_meta, tool_versions, update_sidecar, write_sidecar
+from ..errors import BadInput, EdgekitError, first_line
 from ..models.load import load_keras, quiet_tensorflow
 
 MODES = ("fp32", "fp16", "dynamic", "int8", "int16x8")
@@ -50,7 +49,11 @@ def _converter(source: Artifact, workdir: Path, unsafe: bool, model=None):
         model.export(str(saved), verbose=False)
         return tf.lite.TFLiteConverter.from_saved_model(str(saved))
     if source.format == "savedmodel":
-        return tf.lite.TFLiteConverter.from_saved_model(str(source.path))
+        try:
+            return tf.lite.TFLiteConverter.from_saved_model(str(source.path))
+        except Exception as exc:  # a damaged saved_model.pb or variables: user input
+            raise BadInput(f"{source.path}: cannot load as a SavedModel ({first_line(exc, 120)})"
+                           ) from None
     raise BadInput(f"{source.path}: TFLite conversion needs a float Keras model or SavedModel, "
                    f"not a {source.format} file")
 
@@ -70,7 +73,10 @@ def convert_tflite(source: Artifact, mode: str = "fp32", representative: Represe
         raise BadInput(f"--mode {mode} needs calibration data (--calib)")
     if keep_float and mode != "int8":
         raise BadInput("layers can be kept in float only for --mode int8")
-    with tempfile.TemporaryDirectory(prefix="edgekit-") as tmp, captured_stderr() as log:
+    from .output import ctrl_c_stops
+
+    with ctrl_c_stops(), tempfile.TemporaryDirectory(prefix="edgekit-") as tmp, \
+            captured_stderr() as log:
         conv = _converter(source, Path(tmp), unsafe, model)
         _configure(conv, mode, representative, io_type)
         try:
@@ -152,7 +158,10 @@ def tflite_io(path: Path) -> dict:
     """Input and output tensor facts of a .tflite file, read with the LiteRT interpreter."""
     from ai_edge_litert.interpreter import Interpreter
 
-    interp = Interpreter(model_path=str(path))
+    try:
+        interp = Interpreter(model_path=str(path))
+    except (ValueError, RuntimeError) as exc:  # LiteRT's flatbuffer verifier, missing ops
+        raise BadInput(f"{path}: LiteRT cannot load it ({first_line(exc, 120)})") from None
 
     def describe(d: dict) -> dict:
         scale, zero = d["quantization"]
@@ -168,13 +177,15 @@ def tflite_io(path: Path) -> dict:
 
 def write_tflite(data: bytes, source: Artifact, out: Path, force: bool, stage: str,
                  config: dict, precision: str) -> Artifact:
-    """Write converted bytes and their sidecar atomically; return the new artifact."""
-    with atomic_path(out, force) as tmp:
-        tmp.write_bytes(data)
-        io = tflite_io(tmp)
-    meta = child_meta(source, stage, config, format="tflite", precision=precision, **io,
-                      tools=tool_versions("tensorflow", "ai-edge-litert"))
-    return Artifact(path=Path(out), format="tflite", meta=write_sidecar(out, meta))
+    """Write converted bytes and their sidecar; return the new artifact. Both or neither:
+    a model whose sidecar could not be written (full disk, Ctrl-C) is removed."""
+    from .output import undo_on_failure, write_model
+
+    io = write_model(out, force, lambda tmp: (tmp.write_bytes(data), tflite_io(tmp))[1])
+    with undo_on_failure(out):
+        meta = child_meta(source, stage, config, format="tflite", precision=precision, **io,
+                          tools=tool_versions("tensorflow", "ai-edge-litert"))
+        return Artifact(path=Path(out), format="tflite", meta=write_sidecar(out, meta))
 
 
 def export_tflite(source: Artifact, out: Path, force: bool = False, unsafe: bool = False,
@@ -187,7 +198,10 @@ def export_tflite(source: Artifact, out: Path, force: bool = False, unsafe: bool
     art = write_tflite(data, source, out, force, "export",
                        {"format": "tflite", "mode": mode, "target": target}, precision=mode)
     if target == "gpu":
-        art = record_gpu_check(art)
+        from .output import undo_on_failure
+
+        with undo_on_failure(out):
+            art = record_gpu_check(art)
     return art
 
 

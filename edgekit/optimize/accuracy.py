@@ -146,12 +146,15 @@ def _finish(best: dict, plain: dict, out: Path, float_top1: float, max_drop: flo
                                   "slowdown": round(cost["candidate_ms"] / cost["baseline_ms"], 3)}
     if Path(out).exists() and not force:
         raise BadInput(f"{out} exists (use --force to overwrite)")
+    from ..export.output import undo_on_failure
+
     os.replace(art.path, out)
-    final = update_sidecar(Artifact(path=Path(out), format=art.format, meta=art.meta),
-                           accuracy_aware=record,
-                           **({"precision": "mixed"} if best["layers"] else {}))
-    if speed_check:
-        final = _float_speed(final, fmt, threads, record_speed)
+    with undo_on_failure(out):  # the model, its sidecar and its checks: all or nothing
+        final = update_sidecar(Artifact(path=Path(out), format=art.format, meta=art.meta),
+                               accuracy_aware=record,
+                               **({"precision": "mixed"} if best["layers"] else {}))
+        if speed_check:
+            final = _float_speed(final, fmt, threads, record_speed)
     if not met:
         raise GateFailed(f"top-1 drop {best['drop']:.2f} pt exceeds --max-drop {max_drop} even with "
                          f"{best['k']} layer(s) in float; the best model found is written to {out}")

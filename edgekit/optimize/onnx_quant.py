@@ -203,13 +203,16 @@ def quantize_onnx(source: Artifact, out: Path, mode: str = "int8", calib: str | 
     if source.format != "keras":
         raise BadInput(f"{source.path}: ONNX quantization needs a float Keras model, "
                        f"not a {source.format} file")
-    model = load_keras(source.path, unsafe=unsafe)
-    onnx_target = "cpu" if target == "cpu" else "tensorrt"
-    nchw = layout(onnx_target)["nchw"]
-    fproto, facts = float_onnx(source, onnx_target, opset, model=model)
-    samples = onnx_calibration(source, calib, calib_size, model, nchw)
-    qproto = quantize_proto(fproto, samples, target, engine, exclude, progress)
-    facts["fidelity_on_calibration"] = _fidelity(qproto, fproto, samples)
+    from ..export.output import ctrl_c_stops
+
+    with ctrl_c_stops():  # a Ctrl-C that a library swallows still stops before writing
+        model = load_keras(source.path, unsafe=unsafe)
+        onnx_target = "cpu" if target == "cpu" else "tensorrt"
+        nchw = layout(onnx_target)["nchw"]
+        fproto, facts = float_onnx(source, onnx_target, opset, model=model)
+        samples = onnx_calibration(source, calib, calib_size, model, nchw)
+        qproto = quantize_proto(fproto, samples, target, engine, exclude, progress)
+        facts["fidelity_on_calibration"] = _fidelity(qproto, fproto, samples)
     config = {"engine": engine, "target": target, "mode": mode, "calib": calib,
               "calib_size": int(len(samples)), "opset": opset,
               "scheme": {"format": "QDQ", "weights": "int8 per-channel symmetric",
@@ -226,9 +229,11 @@ def quantize_onnx(source: Artifact, out: Path, mode: str = "int8", calib: str | 
     if speed_check and target == "cpu":
         import onnx
 
+        from ..export.output import undo_on_failure
         from .speed import record_speed
 
-        art = record_speed(art, lambda p: onnx.save(fproto, str(p)), threads)
+        with undo_on_failure(out):  # the speed check completes the artifact
+            art = record_speed(art, lambda p: onnx.save(fproto, str(p)), threads)
     elif target != "cpu":
         art.meta["speed_check"] = None
         log.info("TensorRT int8 speed is measured on the device: edgekit profile %s --engine "

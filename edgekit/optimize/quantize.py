@@ -11,6 +11,7 @@ import numpy as np
 
 from ..artifacts import Artifact
 from ..errors import BadInput
+from ..export.output import ctrl_c_stops, undo_on_failure
 from ..export.tflite import IO_TYPES, convert_tflite, write_tflite
 
 log = logging.getLogger("edgekit")
@@ -61,31 +62,33 @@ def quantize_tflite(source: Artifact, out: Path, mode: str, calib: str | None = 
                        "(e.g. fashion-mnist-sample:train or a folder of images)")
     representative, model = None, None
     config = {"engine": "tflite", "mode": mode}
-    if source.format == "keras":
-        from ..models.load import load_keras
-        model = load_keras(source.path, unsafe=unsafe)
-    if needs_calib:
-        samples = calibration_batches(source, calib, calib_size, _input_hwc(source, model))
-        representative = _representative(samples, progress)
-        config.update(calib=calib, calib_size=int(len(samples)))
-        if mode == "int8":
-            config["io_type"] = io_type
-    elif calib:
-        log.info("--calib is not used by --mode %s", mode)
-    if exclude:
-        config["float_layers"] = list(exclude)
-    data = convert_tflite(source, mode, representative, io_type=io_type, unsafe=unsafe,
-                          model=model, keep_float=exclude)
+    with ctrl_c_stops():  # a Ctrl-C that Keras' loading swallows still stops before writing
+        if source.format == "keras":
+            from ..models.load import load_keras
+            model = load_keras(source.path, unsafe=unsafe)
+        if needs_calib:
+            samples = calibration_batches(source, calib, calib_size, _input_hwc(source, model))
+            representative = _representative(samples, progress)
+            config.update(calib=calib, calib_size=int(len(samples)))
+            if mode == "int8":
+                config["io_type"] = io_type
+        elif calib:
+            log.info("--calib is not used by --mode %s", mode)
+        if exclude:
+            config["float_layers"] = list(exclude)
+        data = convert_tflite(source, mode, representative, io_type=io_type, unsafe=unsafe,
+                              model=model, keep_float=exclude)
     art = write_tflite(data, source, out, force, "quantize", config, precision=mode)
-    if target == "gpu":
-        from ..export.tflite import record_gpu_check
+    with undo_on_failure(out):  # the checks below complete the artifact: all or nothing
+        if target == "gpu":
+            from ..export.tflite import record_gpu_check
 
-        art = record_gpu_check(art)
-    if speed_check and target == "cpu":
-        from .speed import record_speed
+            art = record_gpu_check(art)
+        if speed_check and target == "cpu":
+            from .speed import record_speed
 
-        art = record_speed(art, lambda p: p.write_bytes(
-            convert_tflite(source, "fp32", unsafe=unsafe, model=model)), threads)
+            art = record_speed(art, lambda p: p.write_bytes(
+                convert_tflite(source, "fp32", unsafe=unsafe, model=model)), threads)
     return art
 
 

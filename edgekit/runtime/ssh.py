@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import re
 import shlex
 import shutil
@@ -36,6 +37,7 @@ from .base import Runner, harness_path
 
 _HOST = re.compile(r"^(?:[\w.+-]+@)?(?:[\w.-]+|\[[0-9a-fA-F:.]+\])$")
 LOST = 255  # ssh's exit status for its own failures
+TIMED_OUT = 124  # coreutils/busybox `timeout`: the command ran past its limit
 
 
 def check_host(host: str) -> str:
@@ -83,8 +85,10 @@ class SSHRunner(Runner):
         return argv + ["--", self.host, " ".join(shlex.quote(w) for w in words)]
 
     def _options(self, master: bool = False) -> list[str]:
-        argv = ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={self.connect_timeout_s:.0f}",
-                "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3"]
+        # ssh keeps the *first* value it is given for an option: edgekit's own settings that
+        # must hold come first, then the user's --ssh-option, then defaults the user may
+        # override (ConnectTimeout, ServerAlive*: how soon a silent device is given up on).
+        argv = ["ssh", "-o", "BatchMode=yes"]
         if self._ctl is not None:
             argv += ["-o", f"ControlPath={self._ctl / 'master'}",
                      "-o", "ControlMaster=" + ("yes" if master else "no")]
@@ -94,10 +98,14 @@ class SSHRunner(Runner):
             argv += ["-i", str(self.identity), "-o", "IdentitiesOnly=yes"]
         for o in self.options:
             argv += ["-o", o]
-        return argv
+        return argv + ["-o", f"ConnectTimeout={self.connect_timeout_s:.0f}",
+                       "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3"]
 
     def _ssh(self, words: Sequence[str], stdin: bytes | None = None,
-             timeout_s: float | None = None, what: str = "") -> bytes:
+             timeout_s: float | None = None, what: str = "",
+             device_timeout_s: int | None = None) -> bytes:
+        """Run ``words`` on the device; ``device_timeout_s``: they run under the device's
+        ``timeout`` command with this limit (its exit status 124 means it fired)."""
         timeout_s = timeout_s or self.timeout_s
         try:
             proc = subprocess.run(self._argv(words), input=stdin or b"", capture_output=True,
@@ -108,6 +116,9 @@ class SSHRunner(Runner):
         if proc.returncode == LOST:  # ssh itself failed: refused, lost, authentication
             raise EnvironmentProblem(f"ssh {self.host}: {_ssh_message(proc.stderr)}"
                                      + (f" (during {what})" if what else ""))
+        if device_timeout_s is not None and proc.returncode == TIMED_OUT:
+            raise EnvironmentProblem(f"{self.host}: {what or words[0]} timed out after "
+                                     f"{device_timeout_s} s on the device and was stopped")
         if proc.returncode != 0:
             raise EnvironmentProblem(f"{self.host}: {what or words[0]} failed: "
                                      f"{_last_line(proc.stderr)}")
@@ -162,9 +173,10 @@ class SSHRunner(Runner):
         assert self.remote is not None, "prepare() first"
         path = self._put(json.dumps({**self.job, **job}).encode(), "job.json")
         # `timeout` on the device too: a run the client gave up on does not keep the CPU busy
-        self._ssh(["env", "TF_CPP_MIN_LOG_LEVEL=3", "timeout", f"{self.timeout_s:.0f}",
+        limit = max(1, math.ceil(self.timeout_s))  # `timeout 0` would mean no limit
+        self._ssh(["env", "TF_CPP_MIN_LOG_LEVEL=3", "timeout", str(limit),
                    self.python, f"{self.remote}/harness.py", path],
-                  timeout_s=self.timeout_s + 30, what="the harness run")
+                  timeout_s=limit + 30, what="the harness run", device_timeout_s=limit)
         return json.loads(self._get("result.json"))
 
     def run(self, n_warmup: int, n_runs: int, threads: int | None) -> dict[str, Any]:
