@@ -113,3 +113,21 @@ def invoke_cli(*args: str, env: dict | None = None) -> tuple[int, str, str]:
         os.environ.clear()
         os.environ.update(saved_env)
     return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="session")
+def small_formats(tmp_path_factory, small_keras) -> Path:
+    """``small_keras`` as m.keras, m.h5, m.tflite and m.onnx (with sidecars) in one folder,
+    for tests that copy them and then damage the copies."""
+    import shutil
+
+    import keras
+
+    d = tmp_path_factory.mktemp("small_formats")
+    shutil.copy(small_keras, d / "m.keras")
+    shutil.copy(f"{small_keras}.json", d / "m.keras.json")
+    for fmt in ("tflite", "onnx"):
+        code, _, err = invoke_cli("export", d / "m.keras", "--format", fmt, "-o", d / f"m.{fmt}")
+        assert code == 0, err
+    keras.saving.load_model(d / "m.keras").save(d / "m.h5")
+    return d

@@ -46,15 +46,10 @@ RECIPE = "name: r\nmodel: m.keras\nstages:\n  - {stage: quantize, mode: fp16}\n"
 
 
 @pytest.fixture(scope="module")
-def box(tmp_path_factory, small_keras) -> Path:
+def box(tmp_path_factory, small_formats) -> Path:
     d = tmp_path_factory.mktemp("bad_input")
-    shutil.copy(small_keras, d / "m.keras")
-    shutil.copy(f"{small_keras}.json", d / "m.keras.json")
-    for fmt in ("tflite", "onnx"):
-        assert invoke_cli("export", d / "m.keras", "--format", fmt, "-o", d / f"m.{fmt}")[0] == 0
-    import keras
-
-    keras.saving.load_model(d / "m.keras").save(d / "m.h5")
+    for f in small_formats.iterdir():
+        shutil.copy(f, d / f.name)
     for fmt in ("keras", "tflite", "onnx", "h5"):
         (d / f"empty.{fmt}").write_bytes(b"")
         data = (d / f"m.{fmt}").read_bytes()

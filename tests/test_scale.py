@@ -87,7 +87,6 @@ def test_bad_input_is_one_line_exit_2(home, args, msg):
 
 def test_writes_the_chosen_model_and_inherits_weights(home, tmp_path):
     import keras
-    import numpy as np
 
     out = tmp_path / "scaled.keras"
     doc = _json(run_cli("scale", "--device", "raspberry-pi-4", "--family", "mobilenet_v2",
