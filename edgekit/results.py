@@ -73,6 +73,12 @@ class _Fidelity(_Doc):
     reference: Optional[str] = None
 
 
+class _Predictions(_Doc):
+    dataset: Optional[str] = None
+    subset: Optional[str] = None
+    top1: list[int]
+
+
 class _Provenance(_Doc):
     measured: Optional[str] = None
     date: Optional[str] = None
@@ -90,6 +96,7 @@ class Profile(_Doc):
     accuracy: Optional[_Accuracy] = None
     reference_accuracy: Optional[_Accuracy] = None
     fidelity: Optional[_Fidelity] = None
+    predictions: Optional[_Predictions] = None
     provenance: _Provenance = _Provenance()
 
 
