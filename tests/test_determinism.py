@@ -11,7 +11,6 @@ seed 0). ``edgekit profile --json`` is compared apart from timings, dates and me
 from __future__ import annotations
 
 import json
-import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -67,38 +66,18 @@ def test_artifact_is_byte_identical(built, name):
     assert _sidecar(a) == _sidecar(b)
 
 
-def test_zoo_build_with_a_seed_gives_the_same_weights_and_architecture(built, small_keras):
-    """The weights file inside the .keras archive is byte-identical, and the architecture is
-    the same once Keras' ``shared_object_id`` (a Python ``id()``) is set aside."""
-    zoo = built / "a" / "zoo.keras"
-    a, b = _keras_parts(zoo), _keras_parts(small_keras)
-    assert a["model.weights.h5"] == b["model.weights.h5"]
-    assert _without_ids(json.loads(a["config.json"])) == _without_ids(json.loads(b["config.json"]))
-    side_a, side_b = _sidecar(zoo), _sidecar(small_keras)
-    for side in (side_a, side_b):  # the file name, and the archive's hash (see below)
-        side.pop("sha256"), side.pop("file")
-    assert side_a == side_b
-
-
-@pytest.mark.xfail(strict=True, reason="Keras writes the save date (metadata.json), the "
-                   "weights file's zip timestamp and id()-based shared_object_id values into "
-                   ".keras files; needs a normalising rewrite in edgekit/models/zoo.py "
-                   "(see the report of the Hardening issue)")
 def test_zoo_build_is_byte_identical(built, small_keras):
-    assert (built / "a" / "zoo.keras").read_bytes() == small_keras.read_bytes()
+    """Keras 3 writes a save date, a zip timestamp and id()-based ``shared_object_id`` values
+    into .keras files; edgekit fixes them (models/zoo.py: save_keras), so the same command
+    gives the same bytes."""
+    zoo = built / "a" / "zoo.keras"
+    assert zoo.read_bytes() == small_keras.read_bytes()
+    side_a, side_b = _sidecar(zoo), _sidecar(small_keras)
+    assert side_a.pop("file") != side_b.pop("file")  # only the file name differs
+    assert side_a == side_b
+    import keras  # and Keras still reads it (shared objects matched by the new numbers)
 
-
-def _keras_parts(path: Path) -> dict[str, bytes]:
-    with zipfile.ZipFile(path) as z:
-        return {name: z.read(name) for name in z.namelist()}
-
-
-def _without_ids(value):
-    if isinstance(value, dict):
-        return {k: _without_ids(v) for k, v in value.items() if k != "shared_object_id"}
-    if isinstance(value, list):
-        return [_without_ids(v) for v in value]
-    return value
+    assert keras.saving.load_model(zoo).count_params() == side_a["params"]
 
 
 def _drop(doc: dict, paths: set[tuple[str, ...]]) -> dict:

@@ -9,6 +9,40 @@ from ..artifacts import Artifact, atomic_path, tool_versions, write_sidecar
 from .spec import ArchSpec
 
 
+def save_keras(model: Any, path: Path) -> None:
+    """``model.save(path)``, then the three things Keras 3 writes that change from one save of
+    the same model to the next, made fixed, so that the same model gives the same bytes
+    (DESIGN.md, determinism): the save date in ``metadata.json`` (dropped; the sidecar keeps
+    the provenance), the weights file's zip timestamp (set to 1980-01-01, as Keras' own other
+    entries are), and ``shared_object_id`` in ``config.json`` (a Python ``id()``; renumbered
+    in order of first use, which is all Keras needs to match shared objects on loading).
+    Keras has no option for any of this, hence the rewrite of its archive."""
+    import json
+    import re
+    import zipfile
+
+    model.save(path)
+    with zipfile.ZipFile(path) as z:
+        entries = [(info, z.read(info)) for info in z.infolist()]
+    ids: dict[str, str] = {}
+
+    def renumber(m: re.Match) -> str:
+        return f"{m[1]}{ids.setdefault(m[2], str(len(ids) + 1))}"
+
+    with zipfile.ZipFile(path, "w") as z:
+        for info, data in entries:
+            if info.filename == "metadata.json":
+                meta = json.loads(data)
+                meta.pop("date_saved", None)
+                data = json.dumps(meta).encode()
+            elif info.filename == "config.json":
+                data = re.sub(r'("shared_object_id": )(\d+)', renumber, data.decode()).encode()
+            fixed = zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0))
+            fixed.compress_type, fixed.external_attr = info.compress_type, info.external_attr
+            fixed.create_system = info.create_system
+            z.writestr(fixed, data)
+
+
 def write_model(model: Any, spec: ArchSpec, out: Path, *, stage: dict[str, Any],
                 parent: dict[str, Any] | None = None, force: bool = False,
                 **facts: Any) -> Artifact:
@@ -16,7 +50,7 @@ def write_model(model: Any, spec: ArchSpec, out: Path, *, stage: dict[str, Any],
     from .spec import spec_to_dict
 
     with atomic_path(out, force) as tmp:
-        model.save(tmp)
+        save_keras(model, tmp)
     spec_dict = spec_to_dict(spec)
     meta = {
         "format": "keras", "precision": "fp32",
@@ -53,7 +87,7 @@ def save_child(model: Any, parent: Artifact, out: Path, stage: str, config: dict
     from .spec import spec_to_dict
 
     with atomic_path(out, force) as tmp:
-        model.save(tmp)
+        save_keras(model, tmp)
     meta = child_meta(
         parent, stage, config, format="keras", precision="fp32",
         input={"name": model.inputs[0].name, "shape": [1, *keras_input_hwc(model)],
