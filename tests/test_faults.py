@@ -347,36 +347,42 @@ def test_device_that_accepts_but_never_answers(int8_model, tmp_path):
 
 @needs_sshd
 def test_harness_that_hangs_times_out_and_the_folder_is_removed(sshd, int8_model, tmp_path):
-    """The device's Python hangs (a stand-in that sleeps): SSHRunner(timeout_s=...) stops it
-    on the device (``timeout``) and says so; the device folder goes, nothing keeps running.
-    The CLI has no option for this limit yet (see the report): the library is driven here."""
-    from edgekit.artifacts import open_artifact
-    from edgekit.errors import EnvironmentProblem
-    from edgekit.runtime.ssh import SSHRunner
-
+    """The device's Python hangs (a stand-in that sleeps): `--timeout 2` stops it on the
+    device (``timeout``) and says so; the device folder goes, nothing keeps running there, and
+    the same command with a Python that works succeeds."""
     hang = tmp_path / "python-that-hangs"
     hang.write_text("#!/bin/sh\nexec sleep 300\n")
     hang.chmod(0o755)
-    art = open_artifact(int8_model)
-
-    def runner(python: str) -> SSHRunner:
-        return SSHRunner(sshd.host, port=sshd.port, identity=sshd.identity,
-                         options=sshd.options, python=python, timeout_s=2)
-
+    out = tmp_path / "out"
+    out.mkdir()
+    args = ["profile", int8_model, *sshd.cli_args(), "--threads", "1", "--warmup", "0",
+            "--runs", "3", "--timeout", "2", "-o", out / "r.json"]
     start = time.monotonic()
-    with pytest.raises(EnvironmentProblem) as caught:
-        with runner(str(hang)) as r:
-            r.prepare(art, [1, 32, 32, 3], art.preprocessing)
-            folder = Path(r.remote)
-            r.run(0, 3, 1)
+    proc = _start(*args, "--remote-python", hang)
+    folder = _wait_for(lambda: _remote_file(sshd, "job.json"), proc).parent
+    _, err = proc.communicate(timeout=120)
     waited = time.monotonic() - start
-    message = str(caught.value)
-    assert "timed out after 2 s on the device" in message and "\n" not in message
+    line = _one_error(proc.returncode, err, 3)
+    assert "harness run timed out after 2 s on the device" in line, line
     assert waited < 15, waited
-    assert not folder.exists()
+    assert not folder.exists() and _names(out) == []
     assert not any(str(hang) in " ".join(a) for a in _session_args(sshd).values())
-    with runner(sys.executable) as r:  # the same device, a Python that works: it runs
-        r.prepare(art, [1, 32, 32, 3], art.preprocessing)
-        folder = Path(r.remote)
-        assert len(r.run(0, 3, 1)["latency_ms"]) == 3
-    assert not folder.exists()
+    rerun = run_cli(*args, "--remote-python", sys.executable)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert json.loads((out / "r.json").read_text())["latency_ms"]["count"] == 3
+
+
+def test_local_run_past_its_timeout_is_stopped(int8_model, tmp_path):
+    """On this machine: a real run that would take hours (10^8 timed runs) under
+    `--timeout 2` is stopped, with one line, exit 3, no result and no work folder left."""
+    tmp, out = tmp_path / "tmp", tmp_path / "out"
+    tmp.mkdir()
+    out.mkdir()
+    start = time.monotonic()
+    proc = run_cli("profile", int8_model, "--runs", "100000000", "--timeout", "2",
+                   "-o", out / "r.json", env={"TMPDIR": str(tmp)})
+    waited = time.monotonic() - start
+    line = _one_error(proc.returncode, proc.stderr, 3)
+    assert "timed out after 2 s" in line and "--timeout" in line, line
+    assert waited < 30, waited
+    assert _names(out) == [] and _names(tmp) == []

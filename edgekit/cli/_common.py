@@ -130,6 +130,9 @@ SERIAL_OPT = typer.Option(None, "--serial", help="adb serial of an Android devic
 BENCHMARK_BINARY_OPT = typer.Option(None, "--benchmark-binary", help="TFLite benchmark_model "
                                     "for the phone (android_aarch64) to push; default: "
                                     "/data/local/tmp/benchmark_model or one on the PATH.")
+TIMEOUT_OPT = typer.Option(None, "--timeout", help="Seconds one model run may take on the "
+                           "device before edgekit stops it there and exits 3 (default: 3600; "
+                           "adb 1800, emulator 10800).")
 REMOTE_PYTHON_OPT = typer.Option("python3", "--remote-python", help="Python on the device "
                                  "(needs numpy and ai-edge-litert, tflite-runtime or onnxruntime).")
 
@@ -146,15 +149,22 @@ def make_runner(runner: Optional[str], host: Optional[str], port: Optional[int],
                 device=None, serial: Optional[str] = None,
                 benchmark_binary: Optional[Path] = None, accelerator: str = "cpu",
                 engine: str = "harness", trtexec: Optional[str] = None, provider: str = "cpu",
-                trt_precision: Optional[str] = None):
+                trt_precision: Optional[str] = None, timeout_s: Optional[float] = None):
     """The Runner the options name: --runner, else ssh when --host is given, adb when
-    --serial is, else the one the device profile names (``runner:``), else local."""
+    --serial is, else the one the device profile names (``runner:``), else local.
+    ``timeout_s``: the limit on one run on the device (None: the runner's default)."""
+    import math
+
     from ..errors import BadInput
 
     if provider not in ORT_PROVIDERS:
         raise BadInput(f"unknown --provider '{provider}' (known: {', '.join(ORT_PROVIDERS)})")
+    if timeout_s is not None and not (math.isfinite(timeout_s) and timeout_s > 0):
+        raise BadInput(f"--timeout must be a positive number of seconds (got {timeout_s})")
+    limit = {} if timeout_s is None else {"timeout_s": timeout_s}
     runner = _make_runner(runner, host, port, identity, ssh_options, remote_python, device,
-                          serial, benchmark_binary, accelerator, engine, trtexec, trt_precision)
+                          serial, benchmark_binary, accelerator, engine, trtexec, trt_precision,
+                          limit)
     if provider != "cpu" and runner.name not in ("local", "ssh"):
         raise BadInput(f"--provider {provider} applies to onnxruntime on the local or ssh "
                        f"runner, not {runner.name}")
@@ -171,7 +181,7 @@ ORT_PROVIDERS = {"cpu": None,
 
 
 def _make_runner(runner, host, port, identity, ssh_options, remote_python, device, serial,
-                 benchmark_binary, accelerator, engine, trtexec, trt_precision=None):
+                 benchmark_binary, accelerator, engine, trtexec, trt_precision, limit):
     from ..errors import BadInput
     from ..registry import RUNNERS
 
@@ -188,7 +198,7 @@ def _make_runner(runner, host, port, identity, ssh_options, remote_python, devic
             raise BadInput(f"{where}: pass --host user@host")
         return cls(host, port=port, identity=identity, options=ssh_options,
                    python=remote_python, engine=engine, trtexec=trtexec,
-                   trt_precision=trt_precision)
+                   trt_precision=trt_precision, **limit)
     if engine != "harness" or trtexec or trt_precision:
         raise BadInput(f"--engine tensorrt / --trtexec / --trt-precision run on a Jetson over "
                        f"SSH (--host), not with the {name} runner")
@@ -196,9 +206,9 @@ def _make_runner(runner, host, port, identity, ssh_options, remote_python, devic
         raise BadInput(f"--host/--port/--identity/--ssh-option need the ssh runner, not {name}")
     if name == "adb":
         return cls(serial, benchmark_binary=benchmark_binary, device=device,
-                   accelerator=accelerator)
+                   accelerator=accelerator, **limit)
     if serial or benchmark_binary:
         raise BadInput(f"--serial/--benchmark-binary need the adb runner, not {name}")
     if accelerator != "cpu":
         raise BadInput(f"--accelerator {accelerator}: the {name} runner runs on the CPU")
-    return cls()
+    return cls(**limit)

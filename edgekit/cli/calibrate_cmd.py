@@ -10,7 +10,8 @@ from typing import Optional
 import typer
 
 from ._common import (HOST_OPT, IDENTITY_OPT, JSON_OPT, PORT_OPT, REMOTE_PYTHON_OPT, RUNNER_OPT,
-                      SSH_OPTION_OPT, console, emit_json, make_runner, progress_bar)
+                      SSH_OPTION_OPT, TIMEOUT_OPT, console, emit_json, make_runner,
+                      progress_bar)
 from ._common import runner_name as runner_name_of
 
 
@@ -30,6 +31,7 @@ def calibrate(
     identity: Optional[Path] = IDENTITY_OPT,
     ssh_option: list[str] = SSH_OPTION_OPT,
     remote_python: str = REMOTE_PYTHON_OPT,
+    timeout: Optional[float] = TIMEOUT_OPT,
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the profile here "
                                           "instead of the user override folder."),
     json_out: bool = JSON_OPT,
@@ -59,7 +61,8 @@ def calibrate(
         raise BadInput(f"calibrating '{device}' needs a runner that times each model in rounds "
                        "through the harness (local or ssh); the adb runner's benchmark_model "
                        "is not used for calibration yet")
-    runner = make_runner(runner_name, host, port, identity, ssh_option, remote_python, profile)
+    runner = make_runner(runner_name, host, port, identity, ssh_option, remote_python, profile,
+                         timeout_s=timeout)
     if runner.name == "local" and profile.kind != "host":
         raise BadInput(f"'{device}' is not this machine: reach it with --host user@host "
                        "(ssh) to calibrate it")

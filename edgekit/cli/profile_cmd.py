@@ -9,7 +9,7 @@ import typer
 
 from ._common import (BENCHMARK_BINARY_OPT, FORCE_OPT, HOST_OPT, IDENTITY_OPT, JSON_OPT,
                       PORT_OPT, PREP_OPT, REMOTE_PYTHON_OPT, RUNNER_OPT, SAVE_RECIPE_OPT,
-                      SERIAL_OPT, SSH_OPTION_OPT, console, emit_json, fmt_bytes, make_runner,
+                      SERIAL_OPT, SSH_OPTION_OPT, TIMEOUT_OPT, console, emit_json, fmt_bytes, make_runner,
                       recipe_saver)
 
 
@@ -27,6 +27,7 @@ def profile(
     identity: Optional[Path] = IDENTITY_OPT,
     ssh_option: list[str] = SSH_OPTION_OPT,
     remote_python: str = REMOTE_PYTHON_OPT,
+    timeout: Optional[float] = TIMEOUT_OPT,
     serial: Optional[str] = SERIAL_OPT,
     benchmark_binary: Optional[Path] = BENCHMARK_BINARY_OPT,
     accelerator: str = typer.Option("cpu", help="cpu, or gpu for the GPU delegate (adb "
@@ -66,7 +67,7 @@ def profile(
         raise BadInput(f"--accelerator must be cpu or gpu (got {accelerator})")
     the_runner = make_runner(runner, host, port, identity, ssh_option, remote_python, profile_,
                              serial, benchmark_binary, accelerator, engine, trtexec, provider,
-                             trt_precision)
+                             trt_precision, timeout)
     if output:
         check_output(output, force)
     art = open_artifact(model)

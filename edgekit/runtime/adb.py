@@ -105,11 +105,12 @@ class ADBRunner(Runner):
     # --- transport --------------------------------------------------------------------------
     def _adb(self, *args: str, what: str, timeout_s: float | None = None) -> str:
         argv = [self.adb, *(["-s", self.serial] if self.serial else []), *args]
+        limit = timeout_s or self.timeout_s
         try:
-            proc = subprocess.run(argv, capture_output=True, text=True,
-                                  timeout=timeout_s or self.timeout_s)
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=limit)
         except subprocess.TimeoutExpired:
-            raise EnvironmentProblem(f"adb: {what} timed out") from None
+            raise EnvironmentProblem(f"adb: {what} timed out after {limit:g} s",
+                                     hint="--timeout sets the limit") from None
         if proc.returncode != 0:
             msg = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-1:] or ["(no output)"]
             raise EnvironmentProblem(f"adb {self.serial or ''}: {what} failed: {msg[0][:300]}")

@@ -61,7 +61,8 @@ class LocalRunner(Runner):
             proc = subprocess.run(self._argv(job_path), capture_output=True, text=True,
                                   timeout=self.timeout_s, env=env)
         except subprocess.TimeoutExpired:
-            raise EnvironmentProblem(f"the model run timed out after {self.timeout_s:.0f} s") from None
+            raise EnvironmentProblem(f"the model run timed out after {self.timeout_s:g} s and "
+                                     "was stopped", hint="--timeout sets the limit") from None
         if proc.returncode != 0:
             last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
             raise EnvironmentProblem(f"the harness failed on {self.job['model']}: {last[:300]}")

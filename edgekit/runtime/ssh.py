@@ -118,7 +118,8 @@ class SSHRunner(Runner):
                                      + (f" (during {what})" if what else ""))
         if device_timeout_s is not None and proc.returncode == TIMED_OUT:
             raise EnvironmentProblem(f"{self.host}: {what or words[0]} timed out after "
-                                     f"{device_timeout_s} s on the device and was stopped")
+                                     f"{device_timeout_s} s on the device and was stopped",
+                                     hint="--timeout sets the limit")
         if proc.returncode != 0:
             raise EnvironmentProblem(f"{self.host}: {what or words[0]} failed: "
                                      f"{_last_line(proc.stderr)}")
