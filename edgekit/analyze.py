@@ -333,6 +333,10 @@ def _onnx(p: Path) -> dict:
         if ws is None or os_ is None or None in ws:
             notes.append(f"{n.op_type} {n.name or o}: shapes unknown, its MACs are not counted")
             continue
+        rank = 3 if "Conv" in n.op_type else 2 if n.op_type == "Gemm" else 1
+        if len(ws) < rank:  # a damaged file: onnx's shape inference lets this through
+            raise BadInput(f"{p}: not a valid onnx model ({n.op_type} {n.name or o}: its weight "
+                           f"has {len(ws)} dimensions, at least {rank} expected)")
         if n.op_type == "ConvTranspose":  # w: (Cin, Cout/group, k...), per *input* pixel
             xs = shapes.get(n.input[0]) or []
             kind, macs = "conv", _prod(ws) * _prod(xs[2:])

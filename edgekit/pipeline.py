@@ -84,8 +84,6 @@ class Pipeline:
 
     # --- planning --------------------------------------------------------------------------
     def _steps(self) -> list[Step]:
-        from .devices import load_device
-
         r = self.recipe
         steps: list[Step] = []
         if r.zoo is not None:
@@ -95,9 +93,6 @@ class Pipeline:
                 path = self._local(z["weights"])
                 z["weights"], keyed["weights"] = str(path), ("file", lambda: self._file_hash(path))
             steps.append(Step(0, "build", "build", z, keyed))
-        for name in {s.options.device for s in self.stages if hasattr(s.options, "device")
-                     and s.options.device} | ({r.device} if r.device else set()):
-            load_device(name)  # an unknown device fails now, listing the known ones
         for stage in self.stages:
             options = stage_to_dict(stage.options)
             options.pop("stage")

@@ -223,9 +223,22 @@ def load_recipe(path: str | Path) -> tuple[Recipe, list[Stage]]:
     """Read and validate a recipe; every problem is one BadInput naming the file and line."""
     from .yamlfile import load_validated
 
+    from .devices import load_device
+    from .errors import BadInput
+    from .yamlfile import error_at
+
     recipe, node = load_validated(Path(path), Recipe, "a recipe")
-    return recipe, validate_stages(recipe.stages, Path(path), node, recipe.datasets,
-                                   built=recipe.zoo is not None)
+    stages = validate_stages(recipe.stages, Path(path), node, recipe.datasets,
+                             built=recipe.zoo is not None)
+    named = [(("device",), recipe.device)] + [
+        (("stages", s.index - 1, "device"), getattr(s.options, "device", None)) for s in stages]
+    for loc, device in named:
+        if device:
+            try:  # an unknown device fails now, at its line, listing the known ones
+                load_device(device)
+            except BadInput as exc:
+                raise error_at(Path(path), node, loc, str(exc)) from None
+    return recipe, stages
 
 
 def stage_to_dict(stage: BaseModel) -> dict[str, Any]:

@@ -3,6 +3,7 @@ Fashion-MNIST sample, cached once per test session (models are never committed).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -35,21 +36,54 @@ def profile_json(path, *extra: str, data: str = "fashion-mnist-sample:test", run
 
 @pytest.fixture(scope="session")
 def workdir(tmp_path_factory) -> Path:
+    """This test process's folder for what tests write."""
     return tmp_path_factory.mktemp("models")
 
 
 @pytest.fixture(scope="session")
-def small_keras(workdir) -> Path:
+def shared(tmp_path_factory) -> Path:
+    """Where the session's models are built. The suite runs in two pytest-xdist workers
+    (pyproject.toml): they share one folder per run, and each model is built there once, by
+    whichever worker needs it first (``once``); the other waits and reads it. So both
+    workers test the same trained model, and nothing is trained twice."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        return tmp_path_factory.mktemp("shared")
+    folder = tmp_path_factory.getbasetemp().parent / "shared"  # this run's, not a past run's
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+@contextlib.contextmanager
+def once(path: Path):
+    """``with once(path) as todo:`` build ``path`` if ``todo``; one process at a time."""
+    from filelock import FileLock
+
+    with FileLock(f"{path}.lock"):
+        yield not path.exists()
+
+
+@pytest.fixture(scope="session")
+def small_keras(shared) -> Path:
     """An untrained MobileNetV2 0.35 @ 32x32, 10 classes, built by ``edgekit zoo build``."""
-    path = workdir / "mnv2_small.keras"
-    run_cli("zoo", "build", "mobilenet_v2", "--width", "0.35", "--resolution", "32",
-            "--classes", "10", "-o", path, check=True)
+    path = shared / "mnv2_small.keras"
+    with once(path) as todo:
+        if todo:
+            run_cli("zoo", "build", "mobilenet_v2", "--width", "0.35", "--resolution", "32",
+                    "--classes", "10", "-o", path, check=True)
     return path
 
 
 @pytest.fixture(scope="session")
-def trained_keras(workdir, small_keras) -> Path:
+def trained_keras(shared, small_keras) -> Path:
     """``small_keras`` trained for about a minute on the committed Fashion-MNIST sample."""
+    path = shared / "mnv2_trained.keras"
+    with once(path) as todo:
+        if todo:
+            _train(small_keras, path)
+    return path
+
+
+def _train(small_keras: Path, path: Path) -> None:
     from edgekit.artifacts import child_meta, open_artifact, write_sidecar
     from edgekit.data import load_dataset, to_model_input
     import keras
@@ -69,22 +103,22 @@ def trained_keras(workdir, small_keras) -> Path:
     model.compile(optimizer=keras.optimizers.Adam(3e-3),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(x, train.labels, epochs=12, batch_size=64, verbose=0)
-    path = workdir / "mnv2_trained.keras"
     model.save(path)
     write_sidecar(path, child_meta(parent, "train", {"epochs": 12, "data": train.source,
                                                   "bn_momentum": 0.9},
                                    format="keras", precision="fp32",
                                    labels=train.class_names,
                                    **{k: parent.meta[k] for k in ("input", "output")}))
-    return path
 
 
 @pytest.fixture(scope="session")
-def trained_int8(workdir, trained_keras) -> Path:
+def trained_int8(shared, trained_keras) -> Path:
     """``trained_keras`` quantized to int8 with the committed training sample."""
-    out = workdir / "trained_int8_shared.tflite"
-    run_cli("quantize", trained_keras, "--mode", "int8", "--calib", "fashion-mnist-sample:train",
-            "--no-speed-check", "-o", out, "--force", check=True)
+    out = shared / "trained_int8_shared.tflite"
+    with once(out) as todo:
+        if todo:
+            run_cli("quantize", trained_keras, "--mode", "int8", "--calib",
+                    "fashion-mnist-sample:train", "--no-speed-check", "-o", out, check=True)
     return out
 
 
@@ -116,18 +150,25 @@ def invoke_cli(*args: str, env: dict | None = None) -> tuple[int, str, str]:
 
 
 @pytest.fixture(scope="session")
-def small_formats(tmp_path_factory, small_keras) -> Path:
+def small_formats(shared, small_keras) -> Path:
     """``small_keras`` as m.keras, m.h5, m.tflite and m.onnx (with sidecars) in one folder,
     for tests that copy them and then damage the copies."""
     import shutil
 
     import keras
 
-    d = tmp_path_factory.mktemp("small_formats")
-    shutil.copy(small_keras, d / "m.keras")
-    shutil.copy(f"{small_keras}.json", d / "m.keras.json")
-    for fmt in ("tflite", "onnx"):
-        code, _, err = invoke_cli("export", d / "m.keras", "--format", fmt, "-o", d / f"m.{fmt}")
-        assert code == 0, err
-    keras.saving.load_model(d / "m.keras").save(d / "m.h5")
+    d = shared / "small_formats"
+    with once(d) as todo:
+        if todo:
+            part = shared / "small_formats.part"
+            shutil.rmtree(part, ignore_errors=True)
+            part.mkdir()
+            shutil.copy(small_keras, part / "m.keras")
+            shutil.copy(f"{small_keras}.json", part / "m.keras.json")
+            for fmt in ("tflite", "onnx"):
+                code, _, err = invoke_cli("export", part / "m.keras", "--format", fmt,
+                                          "-o", part / f"m.{fmt}")
+                assert code == 0, err
+            keras.saving.load_model(part / "m.keras").save(part / "m.h5")
+            part.rename(d)
     return d

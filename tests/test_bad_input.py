@@ -95,6 +95,8 @@ def box(tmp_path_factory, small_formats) -> Path:
         "budget0": "name: r\ndevice: pixel7\nbudget: {size_mb: 0}\nstages:\n"
                    "  - {stage: scale, classes: 10}\n",
         "device": "name: r\nmodel: m.keras\ndevice: toaster\nstages:\n  - {stage: quantize, mode: fp16}\n",
+        "stagedevice": "name: r\nmodel: m.keras\nstages:\n  - {stage: quantize, mode: fp16}\n"
+                       "  - stage: profile\n    device: toaster\n",
         "forward": "name: r\nmodel: m.keras\nstages:\n  - {stage: quantize, mode: fp16, input: '@later'}\n"
                    "  - {stage: export, id: later}\n",
         "escape": "name: r\nmodel: m.keras\nstages:\n  - {stage: quantize, mode: fp16, id: ../../x}\n",
@@ -231,7 +233,9 @@ CASES = [
     ("recipe-option-type", ["run", "badtype.yaml"], BAD, "stages.0.mode"),
     ("recipe-negative-budget", ["run", "budget.yaml"], BAD, "latency_ms"),
     ("recipe-zero-budget", ["run", "budget0.yaml"], BAD, "size_mb"),
-    ("recipe-unknown-device", ["run", "device.yaml"], BAD, "toaster"),
+    ("recipe-unknown-device", ["run", "device.yaml"], BAD, "device.yaml:3: device: unknown"),
+    ("recipe-stage-unknown-device", ["run", "stagedevice.yaml", "--dry-run"], BAD,
+     "stagedevice.yaml:6: stages.1.device: unknown device 'toaster'"),
     ("recipe-forward-ref", ["run", "forward.yaml"], BAD, "later"),
     ("recipe-id-escapes", ["run", "escape.yaml"], BAD, "id"),
     ("recipe-output-option", ["run", "absout.yaml"], BAD, "output"),
