@@ -206,6 +206,7 @@ CASES = [
                           "-o", "o.keras"], BAD, "sparsity"),
     ("runs-zero", ["profile", "m.tflite", "--runs", "0"], BAD, "runs"),
     ("threads-negative", ["profile", "m.tflite", "--threads", "-2"], BAD, "threads"),
+    ("timeout-zero", ["profile", "m.tflite", "--timeout", "0"], BAD, "--timeout"),
     ("zoo-width-zero", ["zoo", "build", "mobilenet_v2", "--width", "0", "-o", "o.keras"], BAD,
      "width"),
     ("zoo-resolution-tiny", ["zoo", "build", "mobilenet_v2", "--resolution", "3",
