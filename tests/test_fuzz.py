@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from conftest import invoke_cli
 
 REPO = Path(__file__).resolve().parents[1]
-N = {"tflite": 400, "onnx": 400, "keras": 100, "h5": 200, "profile": 1000, "sidecar": 500,
+N = {"tflite": 400, "onnx": 400, "keras": 100, "h5": 100, "profile": 1000, "sidecar": 500,
      "recipe": 1000, "device": 150}
 CASES = settings(derandomize=True, database=None, deadline=None, print_blob=True,
                  suppress_health_check=list(HealthCheck))
