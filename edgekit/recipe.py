@@ -221,11 +221,9 @@ def recipe_path(name: str) -> Path:
 
 def load_recipe(path: str | Path) -> tuple[Recipe, list[Stage]]:
     """Read and validate a recipe; every problem is one BadInput naming the file and line."""
-    from .yamlfile import load_validated
-
     from .devices import load_device
     from .errors import BadInput
-    from .yamlfile import error_at
+    from .yamlfile import error_at, load_validated
 
     recipe, node = load_validated(Path(path), Recipe, "a recipe")
     stages = validate_stages(recipe.stages, Path(path), node, recipe.datasets,

@@ -9,8 +9,8 @@ import typer
 
 from ._common import (BENCHMARK_BINARY_OPT, FORCE_OPT, HOST_OPT, IDENTITY_OPT, JSON_OPT,
                       PORT_OPT, PREP_OPT, REMOTE_PYTHON_OPT, RUNNER_OPT, SAVE_RECIPE_OPT,
-                      SERIAL_OPT, SSH_OPTION_OPT, TIMEOUT_OPT, console, emit_json, fmt_bytes, make_runner,
-                      recipe_saver)
+                      SERIAL_OPT, SSH_OPTION_OPT, TIMEOUT_OPT, console, emit_json, fmt_bytes,
+                      make_runner, recipe_saver)
 
 
 def profile(
