@@ -26,22 +26,6 @@ SUFFIX_FORMATS = {".keras": "keras", ".h5": "keras", ".hdf5": "keras",
                   ".tflite": "tflite", ".onnx": "onnx"}
 MODEL_SUFFIXES = ", ".join(SUFFIX_FORMATS) + ", or a SavedModel folder"
 
-# Named preprocessing conventions, in 0..255 pixel units: x = (pixel - mean) / std.
-PREPROCESSING = {
-    "tf": {"mean": [127.5] * 3, "std": [127.5] * 3},  # MobileNet / EfficientNet-Lite: [-1, 1]
-    "torch": {"mean": [123.675, 116.28, 103.53], "std": [58.395, 57.12, 57.375]},  # ImageNet
-    "unit": {"mean": [0.0] * 3, "std": [255.0] * 3},  # [0, 1]
-    "raw": {"mean": [0.0] * 3, "std": [1.0] * 3},  # [0, 255]
-}
-DEFAULT_PREPROCESSING = "tf"
-
-
-def named_preprocessing(name: str) -> dict:
-    if name not in PREPROCESSING:
-        raise BadInput(f"unknown preprocessing '{name}' (known: {', '.join(PREPROCESSING)})")
-    return {**PREPROCESSING[name], "channel_order": "RGB", "name": name}
-
-
 def sidecar_path(path: Path) -> Path:
     path = Path(path)
     return path.with_name(path.name + ".json")

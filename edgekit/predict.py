@@ -23,7 +23,8 @@ def predict(art: Artifact, images: list[Path], *, top: int = 5,
     """Top-``top`` classes with scores for each image (an ``edgekit.predict/1`` document)."""
     from .data import read_photos
     from .runtime.local import LocalRunner
-    from .runtime.profile import input_spec, resolve_preprocessing
+    from .preprocessing import resolve
+    from .runtime.profile import input_spec
 
     if not images:
         raise BadInput("give at least one image file")
@@ -32,7 +33,7 @@ def predict(art: Artifact, images: list[Path], *, top: int = 5,
     if threads is not None and threads < 1:
         raise BadInput(f"--threads must be at least 1 (got {threads})")
     shape, nchw = input_spec(art)
-    prep = resolve_preprocessing(art, preprocessing)
+    prep = resolve(art, preprocessing, needed_for="predict")
     crop = prep.get("crop")
     for path in images:
         if not Path(path).is_file():

@@ -25,8 +25,9 @@ UNSAFE_OPT = typer.Option(False, "--unsafe",
 SAVE_RECIPE_OPT = typer.Option(None, "--save-recipe", help="Also write a recipe (YAML) that "
                                "reproduces this command: `edgekit run RECIPE`.")
 PREP_OPT = typer.Option(None, "--preprocessing",
-                        help="Input preprocessing when the model has no sidecar: tf ([-1,1]), "
-                             "torch (ImageNet mean/std), unit ([0,1]) or raw ([0,255]).")
+                        help="The model's input preprocessing: tf ([-1,1]), torch (ImageNet "
+                             "mean/std), unit ([0,1]) or raw ([0,255]). Default: its sidecar, "
+                             "else read from the graph; unknown stops the command.")
 
 
 def setup_logging() -> None:

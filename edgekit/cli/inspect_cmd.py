@@ -21,6 +21,7 @@ def inspect(
     which ops a runtime would not run (--check)."""
     from ..analyze import analyze
     from ..artifacts import open_artifact
+    from ..preprocessing import describe
 
     art = open_artifact(model)
     with console.status(f"reading {model}"):
@@ -28,7 +29,9 @@ def inspect(
         if checks:
             from ..export.compat import check
             info["checks"] = {c: check(art.path, art.format, c) for c in dict.fromkeys(checks)}
+        prep = preprocessing_of(art)
     doc = {"schema": "edgekit.inspect/1", "path": str(model), "sha256": art.sha256, **info,
+           "preprocessing": prep,
            "sidecar": {k: art.meta[k] for k in ("preprocessing", "labels", "parent", "stage",
                                                  "precision") if k in art.meta} or None}
     if json_out:
@@ -48,9 +51,8 @@ def inspect(
     for kind in ("inputs", "outputs"):
         for t in info.get(kind, []):
             table.add_row(kind[:-1], f"{t['name']} {t['shape']} {t['dtype']}")
-    prep = (doc["sidecar"] or {}).get("preprocessing")
-    table.add_row("preprocessing", f"(pixel - {prep['mean']}) / {prep['std']}" if prep
-                  else "unknown (no sidecar)")
+    table.add_row("preprocessing", describe(prep) if prep.get("name") != "unknown"
+                  else f"unknown: {prep['why']}")
     ops = sorted(info.get("ops", {}).items(), key=lambda kv: -kv[1])
     table.add_row("ops", ", ".join(f"{k} {v}" for k, v in ops))
     console.print(table)
@@ -64,6 +66,16 @@ def inspect(
         console.print(lt)
     for result in (info.get("checks") or {}).values():
         print_check(result)
+
+
+def preprocessing_of(art) -> dict:
+    """The artifact's preprocessing (sidecar, else its graph), or why it is unknown."""
+    from ..preprocessing import infer, resolve
+
+    if art.preprocessing:
+        return resolve(art)
+    prep, why = infer(art)
+    return prep or {"name": "unknown", "why": why}
 
 
 def print_check(result: dict) -> None:

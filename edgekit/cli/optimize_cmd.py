@@ -11,16 +11,23 @@ from ._common import (FORCE_OPT, JSON_OPT, PREP_OPT, SAVE_RECIPE_OPT, UNSAFE_OPT
                       default_output, emit_json, fmt_bytes, progress_bar, recipe_saver)
 
 
-def _open_source(model: Path, preprocessing: Optional[str]):
+def _open_source(model: Path, preprocessing: Optional[str], needed_for: Optional[str]):
+    """The source artifact with its preprocessing resolved (flag, sidecar, graph); unknown
+    stops the command only when ``needed_for`` says what needs it."""
     from ..artifacts import open_artifact
-    from ..runtime.profile import resolve_preprocessing
+    from ..preprocessing import resolve
 
     art = open_artifact(model)
-    art.meta["preprocessing"] = resolve_preprocessing(art, preprocessing)
+    prep = resolve(art, preprocessing, needed_for=needed_for)
+    art.meta.pop("preprocessing", None)
+    if prep is not None:
+        art.meta["preprocessing"] = prep
     return art
 
 
 def _report(art, json_out: bool, what: str) -> None:
+    from ..preprocessing import describe
+
     doc = {**art.meta, "schema": f"edgekit.{what}/1", "path": str(art.path)}
     if json_out:
         emit_json(doc)
@@ -29,6 +36,7 @@ def _report(art, json_out: bool, what: str) -> None:
     io = m.get("input", {})
     console.print(f"wrote {art.path} ({m.get('precision')}, {fmt_bytes(m['size_bytes'])}, "
                   f"input {io.get('shape')} {io.get('dtype')})")
+    console.print(f"  preprocessing: {describe(m.get('preprocessing'))}")
     if m.get("check"):
         console.print(f"  outputs match Keras on {m['check']['inputs']} inputs "
                       f"(max |diff| {m['check']['max_abs_diff_vs_keras']:.2g})")
@@ -118,7 +126,9 @@ def quantize(
         raise BadInput(f"--threads must be at least 1 (got {threads})")
     output = output or default_output(model, caps["suffix"], mode)
     check_output(output, force, caps["suffix"])
-    source = _open_source(model, preprocessing)
+    needed = ("measuring top-1 on --data" if data else
+              f"calibrating {mode}" if calib and mode in ("int8", "int16x8") else None)
+    source = _open_source(model, preprocessing, needed)
     kwargs = dict(calib=calib, calib_size=calib_size, io_type=io_type, target=target,
                   engine=engine or caps["engines"][0], opset=opset, exclude=list(keep_float),
                   speed_check=speed_check, threads=threads, force=force, unsafe=unsafe)
@@ -178,7 +188,7 @@ def export(
     tag = "fp16" if (fmt, target) == ("tflite", "gpu") else "fp32"
     output = output or default_output(model, exporter.caps["suffix"], tag)
     check_output(output, force, exporter.caps["suffix"])
-    source = _open_source(model, preprocessing)
+    source = _open_source(model, preprocessing, None)
     with console.status(f"exporting {model} to {fmt}"):
         art = exporter.load()(source, output, force=force, unsafe=unsafe, **options)
     save()

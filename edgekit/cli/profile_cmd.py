@@ -47,6 +47,10 @@ def profile(
     warmup: int = typer.Option(10, "--warmup", help="Untimed warm-up runs."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate a class-balanced subset of N images."),
     preprocessing: Optional[str] = PREP_OPT,
+    reference_preprocessing: Optional[str] = typer.Option(
+        None, "--reference-preprocessing", help="The reference's input preprocessing (same "
+        "names as --preprocessing). Default: its sidecar, else its graph, else the profiled "
+        "model's when it was made from the reference."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the result JSON here."),
     save_recipe: Optional[Path] = SAVE_RECIPE_OPT,
     force: bool = FORCE_OPT,
@@ -75,6 +79,7 @@ def profile(
     with console.status("profiling") as st:
         result = run_profile(art, the_runner, data=data, reference=ref, threads=threads,
                              warmup=warmup, runs=runs, limit=limit, preprocessing=preprocessing,
+                             reference_preprocessing=reference_preprocessing,
                              status=st.update,
                              device=profile_.name if profile_ else None)
     if output:
@@ -89,6 +94,8 @@ def profile(
 def _print(r: dict, output: Optional[Path]) -> None:
     from rich.table import Table
 
+    from ..preprocessing import describe
+
     lat, s = r["latency_ms"], r["settings"]
     table = Table(show_header=False, title=f"{r['model']['path']} ({r['model']['precision'] or '?'}, "
                   f"{fmt_bytes(r['model']['size_bytes'])})", title_justify="left")
@@ -101,6 +108,7 @@ def _print(r: dict, output: Optional[Path]) -> None:
     shown = "  ".join(f"{k} {lat[k]:.3f}" for k in ("p50", "mean", "std", "min", "p5", "p90",
                                                      "p95", "p99", "max") if k in lat)
     table.add_row("latency (ms)", f"{shown}  (n={lat['count']}, warm-up {s['warmup']})")
+    table.add_row("preprocessing", describe(r["model"].get("preprocessing")))
     table.add_row("init (ms)", f"{r['init_ms']:.1f}")
     table.add_row("memory", f"peak RSS {r['memory']['peak_rss_mb']:.1f} MB, model load "
                   f"+{r['memory']['model_rss_mb']:.1f} MB")
@@ -113,6 +121,7 @@ def _print(r: dict, output: Optional[Path]) -> None:
         snr = "identical" if f["identical"] else f"{f['snr_db']:.1f} dB"
         table.add_row("fidelity", f"top-1 agreement {f['top1_agreement']:.2f}%, SNR {snr} "
                       f"vs {f['reference']}")
+        table.add_row("reference input", describe(f.get("reference_preprocessing")))
     if r.get("reference_accuracy"):
         table.add_row("reference acc.", f"top-1 {r['reference_accuracy']['top1']:.2f}%")
     console.print(table)

@@ -60,15 +60,17 @@ def _epoch_table(summary: dict) -> None:
                   + ("; stopped early" if summary["stopped_early"] else ""))
 
 
-def _source(model: Path, preprocessing: Optional[str]):
+def _source(model: Path, preprocessing: Optional[str], unsafe: bool = False):
     from ..artifacts import open_artifact
     from ..errors import BadInput
-    from ..runtime.profile import resolve_preprocessing
+    from ..models.load import load_keras
+    from ..preprocessing import resolve
 
     art = open_artifact(model)
     if art.format != "keras":
         raise BadInput(f"{model}: training needs a Keras model (.keras or .h5), not {art.format}")
-    return art, resolve_preprocessing(art, preprocessing)
+    graph = None if preprocessing or art.preprocessing else load_keras(art.path, unsafe=unsafe)
+    return art, resolve(art, preprocessing, needed_for="training on --data", model=graph)
 
 
 def prune(
@@ -121,7 +123,7 @@ def prune(
         raise BadInput(f"--epochs must be >= 0 (got {epochs})")
     output = output or default_output(model, ".keras", "thin" if structured else "sparse")
     check_output(output, force, suffix=".keras")
-    source, prep = _source(model, preprocessing)
+    source, prep = _source(model, preprocessing, unsafe)
     common = dict(batch_size=batch_size, augment=augment, val_data=val_data, limit=limit,
                   seed=seed, preprocessing=prep, force=force, unsafe=unsafe,
                   exclude=list(exclude))
@@ -232,7 +234,7 @@ def finetune(
 
     output = output or default_output(model, ".keras", "finetuned")
     check_output(output, force, suffix=".keras")
-    source, prep = _source(model, preprocessing)
+    source, prep = _source(model, preprocessing, unsafe)
     with _live(json_out) as callbacks:
         art = run(source, output, data, val_data=val_data, classes=classes, teacher=teacher,
                   temperature=temperature, alpha=alpha, freeze=freeze,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..artifacts import PREPROCESSING
+from ..preprocessing import PREPROCESSING
 from ..errors import BadInput
 from ..registry import FAMILIES
 from .spec import ArchSpec, Row, Template, check_multiplier, check_resolution, resolve, validate
@@ -23,7 +23,7 @@ def _pre(mean: list[float], std: list[float]) -> dict[str, Any]:
     return {"mean": list(mean), "std": list(std), "channel_order": "RGB"}
 
 
-# The named conventions live in one table (edgekit.artifacts.PREPROCESSING).
+# The named conventions live in one table (edgekit.preprocessing.PREPROCESSING).
 MINUS_ONE_TO_ONE = _pre(PREPROCESSING["tf"]["mean"], PREPROCESSING["tf"]["std"])  # MobileNets
 LITE_PREPROCESSING = _pre([127.0] * 3, [128.0] * 3)  # efficientnet_lite_builder.py
 IMAGENET = _pre(PREPROCESSING["torch"]["mean"], PREPROCESSING["torch"]["std"])  # ImageNet x255

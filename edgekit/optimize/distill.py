@@ -69,13 +69,14 @@ def frozen_layers(model, freeze: str | int | None) -> list[str]:
 
 
 def open_teacher(path: Path, unsafe: bool, preprocessing: str | None) -> Teacher:
-    from ..runtime.profile import resolve_preprocessing
+    from ..preprocessing import resolve
 
     art = open_artifact(path)
     if art.format != "keras":
         raise BadInput(f"--teacher must be a Keras model, not {art.format}")
     model = load_keras(path, unsafe=unsafe)
-    view = View.of(model, resolve_preprocessing(art, preprocessing))
+    view = View.of(model, resolve(art, preprocessing, needed_for="--teacher", model=model,
+                                  flag_name="--teacher-preprocessing"))
     return Teacher(classifier_parts(model)[1], view, output_classes(model))
 
 

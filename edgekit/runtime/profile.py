@@ -10,7 +10,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..artifacts import Artifact, named_preprocessing, tool_versions, DEFAULT_PREPROCESSING
+from ..artifacts import Artifact, tool_versions
+from .. import preprocessing as preprocess
 from ..errors import BadInput, first_line
 from ..measure import accuracy, fidelity, latency_stats
 from .base import Runner
@@ -18,18 +19,6 @@ from .base import Runner
 log = logging.getLogger("edgekit")
 PROFILE_SCHEMA = "edgekit.profile/1"
 Status = Callable[[str], None]
-
-
-def resolve_preprocessing(artifact: Artifact, override: str | None = None) -> dict:
-    """The preprocessing to feed ``artifact``: --preprocessing, else its sidecar, else the
-    MobileNet convention with a warning (it cannot be read off an arbitrary model file)."""
-    if override:
-        return named_preprocessing(override)
-    if artifact.preprocessing:
-        return artifact.preprocessing
-    log.warning("%s has no sidecar recording its preprocessing; assuming '%s' ([-1, 1]). "
-                "Pass --preprocessing to choose.", artifact.path, DEFAULT_PREPROCESSING)
-    return named_preprocessing(DEFAULT_PREPROCESSING)
 
 
 def input_spec(artifact: Artifact) -> tuple[list[int], bool]:
@@ -64,6 +53,7 @@ def input_spec(artifact: Artifact) -> tuple[list[int], bool]:
 def profile(artifact: Artifact, runner: Runner, *, data: str | None = None,
             reference: Artifact | None = None, threads: int | None = None, warmup: int = 10,
             runs: int = 100, limit: int | None = None, preprocessing: str | None = None,
+            reference_preprocessing: str | None = None,
             status: Status = lambda msg: None, device: str | None = None) -> dict[str, Any]:
     """Measure ``artifact`` on ``runner``; returns an ``edgekit.profile/1`` document."""
     if runs < 1 or warmup < 0:
@@ -80,17 +70,19 @@ def profile(artifact: Artifact, runner: Runner, *, data: str | None = None,
         raise BadInput(f"--provider picks an onnxruntime execution provider: it applies to "
                        f".onnx models, not {artifact.format}")
     shape, nchw = input_spec(artifact)
-    prep = resolve_preprocessing(artifact, preprocessing)
+    if reference is not None and not data:
+        raise BadInput("--reference needs --data: fidelity is measured on real inputs")
+    prep = preprocess.resolve(artifact, preprocessing,
+                              needed_for="measuring on --data" if data else None)
     if reference is not None:
-        if not data:
-            raise BadInput("--reference needs --data: fidelity is measured on real inputs")
         ref_shape, ref_nchw = input_spec(reference)
         if ref_shape != shape:
             raise BadInput(f"reference input {ref_shape[1:]} differs from the model's {shape[1:]}")
+        ref_prep = _reference_preprocessing(artifact, prep, reference, reference_preprocessing)
     images, labels, subset = (_load_images(data, limit, shape, status, prep.get("crop")) if data
                               else (None,) * 3)
     with runner:
-        runner.prepare(artifact, shape, prep, nchw)
+        runner.prepare(artifact, shape, preprocess.for_timing(prep), nchw)
         status(f"timing {runs} runs after {warmup} warm-up on {runner.name}")
         timing = runner.run(warmup, runs, threads)
         scores = None
@@ -111,14 +103,28 @@ def profile(artifact: Artifact, runner: Runner, *, data: str | None = None,
     if reference is not None:
         status(f"running the reference {reference.path.name}")
         with runner:  # the same runner again: same device, same options
-            runner.prepare(reference, shape, resolve_preprocessing(reference, preprocessing),
-                           ref_nchw)
+            runner.prepare(reference, shape, ref_prep, ref_nchw)
             ref_scores = runner.evaluate(images, threads)
         result["fidelity"] = {**fidelity(scores, ref_scores), "reference": str(reference.path),
-                              "reference_sha256": reference.sha256}
+                              "reference_sha256": reference.sha256,
+                              "reference_preprocessing": ref_prep}
         if labels is not None:
             result["reference_accuracy"] = {**accuracy(ref_scores, labels), "dataset": data}
     return result
+
+
+def _reference_preprocessing(artifact: Artifact, prep: dict, reference: Artifact,
+                             flag: str | None) -> dict:
+    """The reference's own preprocessing (flag, sidecar, graph); when none is known and the
+    profiled model was made from this very reference, the one the profiled model records."""
+    ref_prep = preprocess.resolve(reference, flag, flag_name="--reference-preprocessing")
+    if ref_prep is not None:
+        return ref_prep
+    if (artifact.meta.get("parent") or {}).get("sha256") == reference.sha256 and artifact.preprocessing:
+        return {**prep, "decided_by": f"the profiled model's sidecar ({prep.get('decided_by')}; "
+                                      "it was made from this reference)"}
+    return preprocess.resolve(reference, None, needed_for="--reference",
+                              flag_name="--reference-preprocessing")
 
 
 def _load_images(data: str, limit: int | None, shape: list[int], status: Status,
@@ -149,7 +155,7 @@ def _document(artifact: Artifact, runner: Runner, timing: dict, threads: int | N
         "model": {"path": str(artifact.path), "sha256": artifact.sha256,
                   "format": artifact.format, "precision": artifact.precision,
                   "size_bytes": artifact.meta.get("size_bytes") or Path(artifact.path).stat().st_size,
-                  "input_shape": shape, "preprocessing": prep},
+                  "input_shape": shape, "preprocessing": preprocess.shown(prep)},
         "device": {"name": device or ("host" if runner.name == "local" else runner.name),
                    "cpu": timing["cpu"], "cores": timing["cores"], "machine": timing["machine"],
                    "system": timing["system"]},
