@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.errors import BadInput
+from edgekit.shapes import channels_axis, concrete, is_dynamic
 
 FORMATS = ("keras", "savedmodel", "tflite", "onnx")
 
@@ -62,7 +63,9 @@ def _conv_kind(ksize, cin_per_group, groups) -> str:
     return "conv"
 
 
-def analyze(path: str | Path, fmt: str) -> dict:
+def analyze(path: str | Path, fmt: str, input_size: tuple[int, int] | None = None) -> dict:
+    """What a model is, from its graph. A dynamic input height and width are taken from
+    ``input_size``; without it, MACs are not counted (never with the symbolic dims as 1)."""
     p = Path(path)
     if fmt not in FORMATS:
         raise BadInput(f"unknown format {fmt!r} (expected one of {', '.join(FORMATS)})")
@@ -73,15 +76,31 @@ def analyze(path: str | Path, fmt: str) -> dict:
                        else "a SavedModel is a folder"))
     out = {"format": fmt, "size_bytes": _size(p), "params": 0, "macs": 0, "inputs": [],
            "outputs": [], "precision": "fp32", "ops": {}, "layers": [], "notes": []}
-    out.update({"keras": _keras, "savedmodel": _savedmodel, "tflite": _tflite,
-                "onnx": _onnx}[fmt](p))
-    if out["layers"] and out["macs"] is not None:
+    if fmt in ("keras", "onnx"):
+        out.update({"keras": _keras, "onnx": _onnx}[fmt](p, input_size))
+    else:
+        out.update({"savedmodel": _savedmodel, "tflite": _tflite}[fmt](p))
+    dynamic = [t for t in out["inputs"] if len(t["shape"]) == 4 and is_dynamic(t["shape"])]
+    if dynamic and (input_size is None or fmt not in ("keras", "onnx")):
+        out["macs"] = None
+        out["notes"].append(f"input {dynamic[0]['shape']} has a dynamic size: MACs are not "
+                            "counted" + (" (give --input-size H[xW])"
+                                         if fmt in ("keras", "onnx") else
+                                         f" for a {fmt} file"))
+        for layer in out["layers"]:
+            layer["macs"] = None
+    elif out["layers"] and out["macs"] is not None:
         out["macs"] = sum(layer["macs"] for layer in out["layers"])
+        if dynamic:
+            out["input_size"] = list(input_size)
+    if input_size is not None and not dynamic and fmt in ("keras", "onnx"):
+        for t in out["inputs"][:1]:  # a size that contradicts a fixed input is an error
+            concrete(t["shape"], input_size, str(p))
     return out
 
 
 # --------------------------------------------------------------------------- keras
-def _keras(p: Path) -> dict:
+def _keras(p: Path, input_size: tuple[int, int] | None = None) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
@@ -93,7 +112,17 @@ def _keras(p: Path) -> dict:
             raise BadInput(f"cannot read {p} as keras: it contains code (e.g. a Lambda layer) "
                            "that safe mode refuses to load; it needs --unsafe") from None
         raise _bad(p, "keras", exc) from None
-    return _keras_model(model, keras)
+    info = None
+    if input_size is not None and len(model.inputs[0].shape) == 4 and \
+            is_dynamic(list(model.inputs[0].shape)):
+        from .models.load import with_input_size
+
+        info = _keras_model(model, keras)  # the file's own inputs, as they are
+        model = with_input_size(model, input_size, str(p))
+    counted = _keras_model(model, keras)
+    if info is not None:
+        counted["inputs"] = info["inputs"]
+    return counted
 
 
 def keras_counts(model) -> dict:
@@ -285,7 +314,7 @@ _ONNX_W = {"Conv": 1, "ConvTranspose": 1, "ConvInteger": 1, "QLinearConv": 3, "G
            "MatMul": 1, "MatMulInteger": 1, "QLinearMatMul": 3}  # op -> weight input slot
 
 
-def _onnx(p: Path) -> dict:
+def _onnx(p: Path, input_size: tuple[int, int] | None = None) -> dict:
     try:
         import onnx
 
@@ -302,6 +331,11 @@ def _onnx(p: Path) -> dict:
             dims = v.type.tensor_type.shape.dim
             if v.name not in init_names and dims and not dims[0].HasField("dim_value"):
                 dims[0].dim_value = 1
+            if v.name not in init_names and len(dims) == 4 and input_size is not None:
+                shape = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+                for ax, value in zip((2, 3) if channels_axis(shape) == 1 else (1, 2),
+                                     input_size):
+                    dims[ax].dim_value = value
         inferred = onnx.shape_inference.infer_shapes(model).graph
     except Exception as exc:  # noqa: BLE001
         raise _bad(p, "onnx", exc) from None

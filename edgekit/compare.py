@@ -19,6 +19,9 @@ What is compared, and when a change is a regression:
   thread count and neither result says its performance figures are not meaningful (the
   emulator: qemu's own memory and speed); otherwise reported as not compared.
 * **size** (bytes): growth beyond ``max_size_growth`` percent.
+* **usable outputs**: a result whose outputs are degenerate (constant, one class for every
+  image, top-1 at chance; flagged by ``edgekit profile``) fails, in base or new: agreement
+  between broken models proves nothing.
 * **run agreement** (share of images whose top-1 class is the same in both results,
   same data only): reported always, a gate only with ``min_prediction_agreement`` (100 for a
   deterministic like-against-like run).
@@ -121,6 +124,24 @@ def _agreement(bp: dict | None, np_: dict | None, limit: float | None) -> dict[s
                 f"{len(bp['top1']) - same} of {len(bp['top1'])} images differ")
 
 
+def degenerate_reasons(doc: dict) -> list[str]:
+    """What a profile result says makes its accuracy or fidelity unable to vouch for a model
+    (outputs constant, one class for every image, top-1 at chance)."""
+    out = [f"model: {r}" for r in (_get(doc, "accuracy", "degenerate") or [])]
+    for who, reasons in (_get(doc, "fidelity", "degenerate") or {}).items():
+        out += [f"{who}: {r}" for r in reasons if f"{who}: {r}" not in out]
+    return out
+
+
+def _usable(base: dict, new: dict) -> dict[str, Any]:
+    """A gate on degenerate outputs in either result: agreement or a small drop between
+    broken models proves nothing."""
+    notes = [f"{which} {r}" for doc, which in ((base, "base"), (new, "new"))
+             for r in degenerate_reasons(doc)]
+    return _row("usable outputs", "", None, None, None, "not degenerate",
+                "REGRESSION" if notes else "ok", "; ".join(notes))
+
+
 def compare(base: dict[str, Any], new: dict[str, Any], limits: Limits = Limits()) -> dict:
     """Rows for every metric and whether ``new`` passes ``limits`` against ``base``."""
     rows = []
@@ -149,6 +170,7 @@ def compare(base: dict[str, Any], new: dict[str, Any], limits: Limits = Limits()
                         _get(new, "model", "size_bytes"), limits.max_size_growth))
     rows.append(_growth("peak memory", "MB", _get(base, "memory", "peak_rss_mb"),
                         _get(new, "memory", "peak_rss_mb"), limits.max_memory_growth, skip))
+    rows.append(_usable(base, new))
     failed = [r["metric"] for r in rows if r["status"] == "REGRESSION"]
     return {"schema": "edgekit.compare/1", "passed": not failed, "regressions": failed,
             "limits": asdict(limits), "rows": rows,

@@ -3,7 +3,8 @@
 A data argument (``--data``, ``--calib``) names one of:
 
 - a folder of class sub-folders of images (sorted sub-folder names are the class names; images
-  are read lazily with Pillow when first needed),
+  are read lazily with Pillow when first needed), or a flat folder of images (unlabelled: for
+  calibration, latency and fidelity, not for accuracy or training),
 - an ``.npz`` with ``x`` (N,H,W[,C]) and ``y`` (N,) (optional ``class_names``),
 - an IDX images file (``*-images-idx3-ubyte[.gz]``, the MNIST format); labels are read from the
   file beside it with ``images-idx3`` replaced by ``labels-idx1``, unlabelled if there is none,
@@ -35,6 +36,8 @@ FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
 NAMED = ("fashion-mnist", "fashion-mnist-sample")  # both use FASHION_MNIST_CLASSES
 SPLITS = {"train": "train", "test": "t10k"}  # split -> IDX file prefix
+LABELLED = ("labelled data: a folder of class sub-folders (DATA/<class>/<image>), an .npz with "
+            "y, or an IDX file beside its labels file")
 _NAMED_SPEC = re.compile(r"[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]*")
 
 
@@ -317,8 +320,12 @@ def _list_folder(spec: str, root: Path) -> Dataset:
     if not entries:
         raise BadInput(f"{spec}: the folder is empty")
     classes = [p for p in entries if p.is_dir()]
-    if not classes:
-        raise BadInput(f"{spec}: no class sub-folders (expected {spec}/<class>/<image>)")
+    if not classes:  # a flat folder: unlabelled images, the usual calibration set
+        files = [p for p in entries if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+        if not files:
+            raise BadInput(f"{spec}: no images ({', '.join(IMAGE_SUFFIXES)}) and no class "
+                           f"sub-folders (expected {spec}/<image> or {spec}/<class>/<image>)")
+        return Dataset(spec, None, None, _files=files)
     files: list[Path] = []
     labels: list[int] = []
     for label, folder in enumerate(classes):

@@ -2,7 +2,7 @@
 ``max_accuracy_drop`` from the last profile with ``--data`` and ``--reference``, and
 ``max_latency_ms`` from a profile of the final model on the recipe's device, else predicted for
 that device by the cost model (with its expected error). A gate that cannot be checked fails,
-saying why."""
+saying why, and so does an accuracy gate on a profile whose outputs are degenerate."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
+from .compare import degenerate_reasons
 from .errors import BadInput
 from .recipe import Recipe
 
@@ -36,9 +37,14 @@ def evaluate_gates(recipe: Recipe, steps: list[Step]) -> list[dict]:
             drop = p["reference_accuracy"]["top1"] - p["accuracy"]["top1"]
             ref = names.get(p["fidelity"]["reference"], p["fidelity"]["reference"])
             model = names.get(p["model"]["path"], p["model"]["path"])
-            out.append(_gate("max_accuracy_drop", drop, gates.max_accuracy_drop, "pt",
-                             f"top-1 of {ref} minus {model} on {p['accuracy']['dataset']} "
-                             f"(n={p['accuracy']['n']}), measured"))
+            gate = _gate("max_accuracy_drop", drop, gates.max_accuracy_drop, "pt",
+                         f"top-1 of {ref} minus {model} on {p['accuracy']['dataset']} "
+                         f"(n={p['accuracy']['n']}), measured")
+            broken = degenerate_reasons(p)
+            if broken:  # a small drop between broken models proves nothing
+                gate.update(passed=False, detail=f"max_accuracy_drop: not meaningful "
+                                                 f"({'; '.join(broken)})")
+            out.append(gate)
         else:
             out.append(_unchecked("max_accuracy_drop", "no profile stage has --data and "
                                   "--reference to measure the drop with"))

@@ -19,12 +19,15 @@ SCHEMA = "edgekit.predict/1"
 
 
 def predict(art: Artifact, images: list[Path], *, top: int = 5,
-            preprocessing: str | None = None, threads: int | None = None) -> dict[str, Any]:
-    """Top-``top`` classes with scores for each image (an ``edgekit.predict/1`` document)."""
+            preprocessing: str | None = None, threads: int | None = None,
+            input_size: tuple[int, int] | None = None) -> dict[str, Any]:
+    """Top-``top`` classes with scores for each image (an ``edgekit.predict/1`` document).
+    A model whose output is not one vector of class scores per image gets no classes: the
+    document gives its output's shape and statistics per image instead."""
     from .data import read_photos
     from .runtime.local import LocalRunner
     from .preprocessing import resolve
-    from .runtime.profile import input_spec
+    from .runtime.profile import input_spec, output_kind
 
     if not images:
         raise BadInput("give at least one image file")
@@ -32,7 +35,7 @@ def predict(art: Artifact, images: list[Path], *, top: int = 5,
         raise BadInput(f"--top must be at least 1 (got {top})")
     if threads is not None and threads < 1:
         raise BadInput(f"--threads must be at least 1 (got {threads})")
-    shape, nchw = input_spec(art)
+    shape, nchw = input_spec(art, input_size)
     prep = resolve(art, preprocessing, needed_for="predict")
     crop = prep.get("crop")
     for path in images:
@@ -42,6 +45,16 @@ def predict(art: Artifact, images: list[Path], *, top: int = 5,
     with LocalRunner() as runner:
         runner.prepare(art, shape, prep, nchw)
         scores = runner.evaluate(pixels, threads)
+        n_outputs = runner.last_result.get("n_model_outputs", 1)
+    doc = {"schema": SCHEMA, "model": {"path": str(art.path), "format": art.format,
+                                       "sha256": art.sha256, "input_shape": shape},
+           "preprocessing": prep}
+    kind = output_kind(scores, n_outputs)
+    if not kind["class_scores"]:
+        return {**doc, "outputs": kind, "softmax_applied": False, "predictions": None,
+                "tensors": [{"image": str(path), "shape": kind["shape"],
+                             **{k: float(getattr(np, k)(y)) for k in ("min", "max", "mean", "std")}}
+                            for path, y in zip(images, scores)]}
     probs, applied = as_probabilities(scores)
     labels = art.labels
     if labels is not None and len(labels) != probs.shape[1]:
@@ -53,9 +66,7 @@ def predict(art: Artifact, images: list[Path], *, top: int = 5,
         results.append({"image": str(path), "top": [
             {"class": int(i), "label": labels[i] if labels else None, "score": float(p[i])}
             for i in order]})
-    return {"schema": SCHEMA, "model": {"path": str(art.path), "format": art.format,
-                                        "sha256": art.sha256, "input_shape": shape},
-            "preprocessing": prep, "softmax_applied": applied, "predictions": results}
+    return {**doc, "outputs": kind, "softmax_applied": applied, "predictions": results}
 
 
 def as_probabilities(scores: np.ndarray) -> tuple[np.ndarray, bool]:

@@ -65,12 +65,14 @@ class _Accuracy(_Doc):
     top5: Num = None
     n: int = Field(ge=0)
     dataset: Optional[str] = None
+    degenerate: Optional[list[str]] = None
 
 
 class _Fidelity(_Doc):
     top1_agreement: Num = None
     snr_db: Num = None
     reference: Optional[str] = None
+    degenerate: Optional[dict[str, list[str]]] = None
 
 
 class _Predictions(_Doc):

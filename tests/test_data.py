@@ -229,11 +229,29 @@ def test_bad_folders(tmp_path, folder):
     assert "empty" in _raises(str(tmp_path / "empty"))
     flat = tmp_path / "flat"
     flat.mkdir()
-    shutil.copy(folder / "bag" / "a_grey.png", flat)
+    (flat / "notes.txt").write_text("x")
     assert "class sub-folders" in _raises(str(flat))
     (tmp_path / "noimg" / "cls").mkdir(parents=True)
     (tmp_path / "noimg" / "cls" / "readme.txt").write_text("x")
     assert "no images" in _raises(str(tmp_path / "noimg"))
+
+
+def test_flat_folder_is_unlabelled(tmp_path, folder):
+    """A flat folder of images (the usual calibration set) reads as unlabelled images, and a
+    stage that needs labels says what labelled data looks like."""
+    flat = tmp_path / "photos"
+    flat.mkdir()
+    for name in ("bag/a_grey.png", "bag/b_rgba.PNG", "coat/c_rgb.bmp"):
+        shutil.copy(folder / name, flat / name.replace("/", "_"))
+    (flat / "notes.txt").write_text("not an image, not listed")
+    ds = load_dataset(str(flat))
+    assert ds.labels is None and ds.class_names is None and len(ds) == 3
+    x, y = next(ds.batches(8, 12, 12, 3))
+    assert y is None and x.shape[1:] == (12, 12, 3) and x.dtype == np.uint8
+    from edgekit.optimize.train import load_train_data
+
+    with pytest.raises(BadInput, match="class sub-folders"):
+        load_train_data(str(flat), (12, 12))
 
 
 def test_file_that_is_not_an_image(folder):

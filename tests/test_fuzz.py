@@ -54,6 +54,10 @@ def pinned(doc: dict) -> dict:
     doc["memory"] = {k: 50.0 if isinstance(v, float) else v for k, v in doc["memory"].items()}
     doc["device"].update(cpu="CPU", system="Linux")
     doc["provenance"].update(measured="local runner on CPU", date="2026-01-01T00:00:00+00:00")
+    # The model is untrained, so profile flags its outputs as degenerate and compare fails on
+    # them (exit 1) whatever the mutation; declared usable here so that the fuzzer also
+    # reaches compare's passing path (tests/test_user_models.py tests the flag itself).
+    doc["accuracy"]["degenerate"] = []
     return doc
 
 

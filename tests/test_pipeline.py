@@ -20,7 +20,9 @@ from conftest import EDGEKIT, run_cli
 
 def recipe(folder: Path, epochs: int = 1, calib: int = 50, **gates) -> Path:
     """The shipped Fashion-MNIST demo with its training cut short (1 epoch on 300 images; the
-    distillation ``epochs``), ``calib`` calibration images, short profiles and ``gates``."""
+    distillation ``epochs``), ``calib`` calibration images, short profiles and ``gates``
+    (no accuracy gate by default: models trained that briefly are at chance, and a drop
+    between them fails as not meaningful)."""
     from edgekit.recipe import recipe_path
 
     doc = yaml.safe_load(recipe_path("fashion-mnist-demo").read_text())
@@ -31,8 +33,7 @@ def recipe(folder: Path, epochs: int = 1, calib: int = 50, **gates) -> Path:
             stage.update(calib_size=calib, speed_check=False)
         elif stage["stage"] == "profile":
             stage.update(limit=200, runs=5, warmup=1)
-    doc["gates"] = {"max_size_mb": 0.7, "max_latency_ms": 1000, "max_accuracy_drop": 100,
-                    **gates}
+    doc["gates"] = {"max_size_mb": 0.7, "max_latency_ms": 1000, **gates}
     path = folder / "demo.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
@@ -82,7 +83,6 @@ def test_a_recipe_runs_every_stage_through_the_commands(first):
     assert gates["max_size_mb"]["passed"] and gates["max_size_mb"]["value"] < 1.0
     assert "measured" in gates["max_latency_ms"]["basis"] or "predicted for raspberry-pi-4" \
         in gates["max_latency_ms"]["basis"]
-    assert "teacher-fp32 minus int8" in gates["max_accuracy_drop"]["basis"]
 
 
 def test_the_stage_is_the_command(first, tmp_path):
@@ -113,6 +113,15 @@ def test_gates_that_fail_exit_1_and_say_why(first):
     assert "1 gate(s) failed: max_size_mb" in proc.stderr and "Traceback" not in proc.stderr
     doc = json.loads((folder / "runs" / "latest" / "run.json").read_text())
     assert doc["status"] == "gates failed" and all(s["cached"] for s in doc["stages"])
+    # models trained for one epoch on 300 images are at chance: a drop between them is no pass
+    path = recipe(folder, max_accuracy_drop=100)
+    proc = run_cli("run", path, "--runs-dir", folder / "runs")
+    assert proc.returncode == 1 and "max_accuracy_drop: not meaningful" in proc.stderr
+    assert "at chance" in proc.stderr
+    gates = {g["gate"]: g for g in json.loads(
+        (folder / "runs" / "latest" / "run.json").read_text())["gates"]}
+    assert "teacher-fp32 minus int8" in gates["max_accuracy_drop"]["basis"]
+    assert gates["max_accuracy_drop"]["value"] <= 100 and not gates["max_accuracy_drop"]["passed"]
 
 
 def _wait_for(proc, run_json_path: Path, stages_done: int, timeout: float = 300) -> None:
@@ -194,8 +203,10 @@ def test_report_html_markdown_and_json(first, tmp_path):
     assert int8["profiles"][0]["fidelity"]["reference"] == "teacher-fp32"
     profiled = [v for v in rep["variants"] if v["profiles"]]
     assert [v["name"] for v in profiled] == ["teacher-fp32", "student-fp32", "int8"]
-    fastest = min(profiled, key=lambda v: v["profiles"][0]["latency_p50_ms"])
-    best = max(profiled, key=lambda v: v["profiles"][0]["accuracy"]["top1"])
+    lat_acc = [(v["profiles"][0]["latency_p50_ms"], v["profiles"][0]["accuracy"]["top1"])
+               for v in profiled]  # ties (models this briefly trained) go to the other end
+    fastest = profiled[min(range(len(profiled)), key=lambda i: (lat_acc[i][0], -lat_acc[i][1]))]
+    best = profiled[max(range(len(profiled)), key=lambda i: (lat_acc[i][1], -lat_acc[i][0]))]
     assert fastest["pareto"] and best["pareto"]  # the ends of the front are always on it
     assert all(v["predicted"]["device"] == "raspberry-pi-4" for v in rep["variants"])
     assert "wrote" not in proc.stdout  # stdout stays empty without --json

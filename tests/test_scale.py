@@ -116,10 +116,12 @@ def test_a_resolution_change_inherits_every_weight():
 
     src = build_model(get_spec("efficientnet_lite0", width=0.5, resolution=96, classes=10), seed=1)
     dst = build_model(get_spec("efficientnet_lite0", width=0.5, resolution=160, classes=10), seed=2)
-    copied, total = _inherit(src, dst)
+    copied, total, misses = _inherit(src, dst)
+    assert misses == []
     assert copied == total > 50
     np.testing.assert_array_equal(src.get_layer("block2a_expand_conv").get_weights()[0],
                                   dst.get_layer("block2a_expand_conv").get_weights()[0])
     wider = build_model(get_spec("efficientnet_lite0", width=0.75, resolution=96, classes=10))
-    copied, total = _inherit(src, wider)
+    copied, total, misses = _inherit(src, wider)
     assert 0 < copied < total  # only the layers whose shapes did not change (stem, head...)
+    assert len(misses) == total - copied and all("shapes" in why for _, why in misses)

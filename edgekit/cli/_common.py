@@ -24,6 +24,9 @@ UNSAFE_OPT = typer.Option(False, "--unsafe",
                           help="Load Keras models with safe_mode off (runs code in the file).")
 SAVE_RECIPE_OPT = typer.Option(None, "--save-recipe", help="Also write a recipe (YAML) that "
                                "reproduces this command: `edgekit run RECIPE`.")
+INPUT_SIZE_OPT = typer.Option(None, "--input-size",
+                              help="Input height and width for a model whose input size is "
+                                   "dynamic: H, HxW or a whole shape such as 1x3x320x320.")
 PREP_OPT = typer.Option(None, "--preprocessing",
                         help="The model's input preprocessing: tf ([-1,1]), torch (ImageNet "
                              "mean/std), unit ([0,1]) or raw ([0,255]). Default: its sidecar, "

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
-from ._common import JSON_OPT, console, emit_json, fmt_bytes, fmt_count
+from ._common import INPUT_SIZE_OPT, JSON_OPT, console, emit_json, fmt_bytes, fmt_count
 
 
 def inspect(
@@ -15,6 +16,7 @@ def inspect(
     checks: list[str] = typer.Option(
         [], "--check", help="Runtime compatibility check, op by op (repeatable): gpu (TFLite GPU "
         "delegate), xnnpack (TFLite int8 on XNNPACK), tensorrt (ONNX for TensorRT)."),
+    input_size: Optional[str] = INPUT_SIZE_OPT,
     json_out: bool = JSON_OPT,
 ) -> None:
     """Parameters, MACs, size, input/output spec, precision and op histogram of a model, and
@@ -22,10 +24,11 @@ def inspect(
     from ..analyze import analyze
     from ..artifacts import open_artifact
     from ..preprocessing import describe
+    from ..shapes import parse_input_size
 
     art = open_artifact(model)
     with console.status(f"reading {model}"):
-        info = analyze(art.path, art.format)
+        info = analyze(art.path, art.format, parse_input_size(input_size))
         if checks:
             from ..export.compat import check
             info["checks"] = {c: check(art.path, art.format, c) for c in dict.fromkeys(checks)}
@@ -47,7 +50,10 @@ def inspect(
     table.add_row("precision", str(info.get("precision")))
     table.add_row("size", fmt_bytes(info.get("size_bytes")))
     table.add_row("parameters", fmt_count(info.get("params")))
-    table.add_row("MACs", f"{fmt_count(macs)} (batch 1, from the graph)" if macs else "-")
+    at = f" at {info['input_size'][0]}x{info['input_size'][1]}" if info.get("input_size") else ""
+    table.add_row("MACs", f"{fmt_count(macs)} (batch 1{at}, from the graph)" if macs else
+                  "not counted: the input size is dynamic (--input-size H[xW])"
+                  if macs is None else "-")
     for kind in ("inputs", "outputs"):
         for t in info.get(kind, []):
             table.add_row(kind[:-1], f"{t['name']} {t['shape']} {t['dtype']}")

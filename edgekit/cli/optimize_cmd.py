@@ -7,8 +7,8 @@ from typing import Optional
 
 import typer
 
-from ._common import (FORCE_OPT, JSON_OPT, PREP_OPT, SAVE_RECIPE_OPT, UNSAFE_OPT, console,
-                      default_output, emit_json, fmt_bytes, progress_bar, recipe_saver)
+from ._common import (FORCE_OPT, INPUT_SIZE_OPT, JSON_OPT, PREP_OPT, SAVE_RECIPE_OPT,
+                      UNSAFE_OPT, console, default_output, emit_json, fmt_bytes, progress_bar, recipe_saver)
 
 
 def _open_source(model: Path, preprocessing: Optional[str], needed_for: Optional[str]):
@@ -44,6 +44,10 @@ def _report(art, json_out: bool, what: str) -> None:
     if fid:
         console.print(f"  agrees with the float model on {fid['top1_agreement']:.1f}% of "
                       f"{fid['n']} calibration inputs (output SNR {fid['snr_db'] or 0:.1f} dB)")
+        for who, reasons in (fid.get("degenerate") or {}).items():
+            who = "quantized model" if who == "model" else "float model"
+            console.print(f"  [red]this check is NOT MEANINGFUL: the {who}'s "
+                          f"{'; '.join(reasons)}[/]")
     acc = m.get("accuracy_aware")
     if acc:
         console.print(f"  top-1 on {acc['data']}: float {acc['float_top1']:.2f}%, "
@@ -67,10 +71,13 @@ def _report(art, json_out: bool, what: str) -> None:
 
 
 def quantize(
-    model: Path = typer.Argument(..., help="Float model: .keras, .h5 or a SavedModel folder."),
+    model: Path = typer.Argument(..., help="Float model: .keras, .h5, a SavedModel folder, or "
+                                 ".onnx (quantized to ONNX)."),
     mode: str = typer.Option(..., "--mode", "-m",
                              help="int8 | fp16 | dynamic | int16x8 (ONNX: int8)."),
-    fmt: str = typer.Option("tflite", "--format", help="Output format: tflite | onnx."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="Output format: tflite | onnx "
+                                      "(default: onnx for an .onnx model or -o x.onnx, else "
+                                      "tflite)."),
     target: str = typer.Option("cpu", "--target",
                                help="Where it will run: cpu | gpu (TFLite GPU delegate) | "
                                     "tensorrt (Jetson; ONNX). Picks the quantization scheme."),
@@ -99,6 +106,7 @@ def quantize(
     output: Optional[Path] = typer.Option(None, "-o", "--output",
                                           help="Output file (default: MODEL_<mode>.<format>)."),
     preprocessing: Optional[str] = PREP_OPT,
+    input_size: Optional[str] = INPUT_SIZE_OPT,
     save_recipe: Optional[Path] = SAVE_RECIPE_OPT,
     force: bool = FORCE_OPT,
     unsafe: bool = UNSAFE_OPT,
@@ -112,6 +120,14 @@ def quantize(
     from ..errors import BadInput
     from ..registry import QUANTIZERS
 
+    from ..shapes import parse_input_size
+
+    size = parse_input_size(input_size)
+    fmt = fmt or ("onnx" if ".onnx" in (model.suffix.lower(), (output or model).suffix.lower())
+                  else "tflite")
+    if fmt == "tflite" and model.suffix.lower() == ".onnx":
+        raise BadInput(f"{model}: an ONNX model is quantized to ONNX (--format onnx); "
+                       "converting ONNX to TFLite is out of edgekit's scope")
     entry = QUANTIZERS.get_entry(fmt)
     caps = entry.caps
     for name, value, known in (("--mode", mode, caps["modes"]), ("--target", target, caps["targets"]),
@@ -131,7 +147,8 @@ def quantize(
     source = _open_source(model, preprocessing, needed)
     kwargs = dict(calib=calib, calib_size=calib_size, io_type=io_type, target=target,
                   engine=engine or caps["engines"][0], opset=opset, exclude=list(keep_float),
-                  speed_check=speed_check, threads=threads, force=force, unsafe=unsafe)
+                  speed_check=speed_check, threads=threads, force=force, unsafe=unsafe,
+                  input_size=size)
     if max_drop is not None:
         from ..optimize.accuracy import accuracy_aware
 
@@ -151,7 +168,8 @@ def quantize(
 
 
 def export(
-    model: Path = typer.Argument(..., help="Float model: .keras, .h5 or a SavedModel folder."),
+    model: Path = typer.Argument(..., help="Float model: .keras, .h5 or a SavedModel folder; "
+                                 ".onnx to prepare it for a target (--format onnx)."),
     fmt: str = typer.Option("tflite", "--format", help="Output format: tflite | onnx."),
     target: str = typer.Option("cpu", "--target",
                                help="tflite: cpu | gpu (fp16 plus a GPU-delegate check); "
@@ -163,6 +181,7 @@ def export(
     output: Optional[Path] = typer.Option(None, "-o", "--output",
                                           help="Output file (default: MODEL_<precision>.<format>)."),
     preprocessing: Optional[str] = PREP_OPT,
+    input_size: Optional[str] = INPUT_SIZE_OPT,
     save_recipe: Optional[Path] = SAVE_RECIPE_OPT,
     force: bool = FORCE_OPT,
     unsafe: bool = UNSAFE_OPT,
@@ -180,7 +199,9 @@ def export(
     if target not in exporter.caps["targets"]:
         raise BadInput(f"unknown --target '{target}' for --format {fmt} "
                        f"(known: {', '.join(exporter.caps['targets'])})")
-    options = {"target": target}
+    from ..shapes import parse_input_size
+
+    options = {"target": target, "input_size": parse_input_size(input_size)}
     if fmt == "onnx":
         options.update(opset=opset, nchw=nchw, slim=slim)
     elif nchw is not None or opset != 17 or not slim:

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from ._common import JSON_OPT, PREP_OPT, console, emit_json
+from ._common import INPUT_SIZE_OPT, JSON_OPT, PREP_OPT, console, emit_json
 
 
 def predict(
@@ -17,20 +17,34 @@ def predict(
     top: int = typer.Option(5, "--top", "-k", help="How many classes to show per image."),
     preprocessing: Optional[str] = PREP_OPT,
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all cores)."),
+    input_size: Optional[str] = INPUT_SIZE_OPT,
     json_out: bool = JSON_OPT,
 ) -> None:
     """Classify images: the top classes with their scores, for each image."""
     from ..artifacts import open_artifact
     from ..predict import predict as run_predict
+    from ..shapes import parse_input_size
 
     art = open_artifact(model)
     with console.status(f"running {model.name} on {len(images)} image(s)"):
-        doc = run_predict(art, images, top=top, preprocessing=preprocessing, threads=threads)
+        doc = run_predict(art, images, top=top, preprocessing=preprocessing, threads=threads,
+                          input_size=parse_input_size(input_size))
     if json_out:
         emit_json(doc)
         return
     from rich.table import Table
 
+    if doc["predictions"] is None:
+        console.print(f"{model}: {doc['outputs']['why']}, so no classes are shown; "
+                      "its first output per image:")
+        table = Table()
+        for col in ("image", "shape", "min", "max", "mean", "std"):
+            table.add_column(col, justify="left" if col == "image" else "right")
+        for t in doc["tensors"]:
+            table.add_row(t["image"], str(t["shape"]),
+                          *(f"{t[k]:.4g}" for k in ("min", "max", "mean", "std")))
+        console.print(table)
+        return
     note = " (softmax of the model's outputs)" if doc["softmax_applied"] else ""
     for item in doc["predictions"]:
         console.print(f"[bold]{item['image']}[/bold]", soft_wrap=True)

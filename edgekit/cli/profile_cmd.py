@@ -7,8 +7,8 @@ from typing import Optional
 
 import typer
 
-from ._common import (BENCHMARK_BINARY_OPT, FORCE_OPT, HOST_OPT, IDENTITY_OPT, JSON_OPT,
-                      PORT_OPT, PREP_OPT, REMOTE_PYTHON_OPT, RUNNER_OPT, SAVE_RECIPE_OPT,
+from ._common import (BENCHMARK_BINARY_OPT, FORCE_OPT, HOST_OPT, IDENTITY_OPT, INPUT_SIZE_OPT,
+                      JSON_OPT, PORT_OPT, PREP_OPT, REMOTE_PYTHON_OPT, RUNNER_OPT, SAVE_RECIPE_OPT,
                       SERIAL_OPT, SSH_OPTION_OPT, TIMEOUT_OPT, console, emit_json, fmt_bytes,
                       make_runner, recipe_saver)
 
@@ -51,6 +51,7 @@ def profile(
         None, "--reference-preprocessing", help="The reference's input preprocessing (same "
         "names as --preprocessing). Default: its sidecar, else its graph, else the profiled "
         "model's when it was made from the reference."),
+    input_size: Optional[str] = INPUT_SIZE_OPT,
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the result JSON here."),
     save_recipe: Optional[Path] = SAVE_RECIPE_OPT,
     force: bool = FORCE_OPT,
@@ -64,6 +65,7 @@ def profile(
     from ..artifacts import check_output, open_artifact, write_text_atomic
     from ..devices import load_device
     from ..runtime.profile import profile as run_profile
+    from ..shapes import parse_input_size
 
     profile_ = load_device(device) if device else None  # unknown: lists the known (exit 2)
     if accelerator not in ("cpu", "gpu"):
@@ -80,6 +82,7 @@ def profile(
         result = run_profile(art, the_runner, data=data, reference=ref, threads=threads,
                              warmup=warmup, runs=runs, limit=limit, preprocessing=preprocessing,
                              reference_preprocessing=reference_preprocessing,
+                             input_size=parse_input_size(input_size),
                              status=st.update,
                              device=profile_.name if profile_ else None)
     if output:
@@ -110,17 +113,28 @@ def _print(r: dict, output: Optional[Path]) -> None:
     table.add_row("latency (ms)", f"{shown}  (n={lat['count']}, warm-up {s['warmup']})")
     table.add_row("preprocessing", describe(r["model"].get("preprocessing")))
     table.add_row("init (ms)", f"{r['init_ms']:.1f}")
-    table.add_row("memory", f"peak RSS {r['memory']['peak_rss_mb']:.1f} MB, model load "
-                  f"+{r['memory']['model_rss_mb']:.1f} MB")
+    mem = r["memory"]
+    own = (f"model peak +{mem['model_peak_mb']:.1f} MB over {mem['baseline_rss_mb']:.1f} MB of "
+           f"Python and runtime, " if mem.get("model_peak_mb") is not None else "")
+    table.add_row("memory", f"{own}model load +{mem['model_rss_mb']:.1f} MB, process peak RSS "
+                  f"{mem['peak_rss_mb']:.1f} MB")
+    if r.get("outputs") and not r["outputs"]["class_scores"]:
+        table.add_row("outputs", f"{r['outputs']['why']}: no accuracy or top-1 agreement")
     if r.get("accuracy"):
         a = r["accuracy"]
         table.add_row("accuracy", f"top-1 {a['top1']:.2f}%  top-5 {a['top5']:.2f}%  "
                       f"(n={a['n']}, {a['dataset']})")
+        if a.get("degenerate"):
+            table.add_row("", f"[yellow]{'; '.join(a['degenerate'])}[/]")
     if r.get("fidelity"):
         f = r["fidelity"]
         snr = "identical" if f["identical"] else f"{f['snr_db']:.1f} dB"
-        table.add_row("fidelity", f"top-1 agreement {f['top1_agreement']:.2f}%, SNR {snr} "
+        agree = ("" if f.get("top1_agreement") is None
+                 else f"top-1 agreement {f['top1_agreement']:.2f}%, ")
+        table.add_row("fidelity", f"{agree}SNR {snr}, max |diff| {f['max_abs_diff']:.3g} "
                       f"vs {f['reference']}")
+        for who, reasons in (f.get("degenerate") or {}).items():
+            table.add_row("", f"[red]NOT MEANINGFUL: the {who}'s {'; '.join(reasons)}[/]")
         table.add_row("reference input", describe(f.get("reference_preprocessing")))
     if r.get("reference_accuracy"):
         table.add_row("reference acc.", f"top-1 {r['reference_accuracy']['top1']:.2f}%")

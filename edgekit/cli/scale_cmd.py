@@ -44,7 +44,8 @@ def scale(
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the chosen model "
                                           "here (.keras, random weights unless --from)."),
     from_model: Optional[Path] = typer.Option(None, "--from", help="Inherit weights from this "
-                                              ".keras model where layer names and shapes match."),
+                                              "Keras model where layer names and shapes match "
+                                              "(the rest start random; the output says why)."),
     save_recipe: Optional[Path] = SAVE_RECIPE_OPT,
     force: bool = FORCE_OPT,
     json_out: bool = JSON_OPT,
@@ -80,6 +81,9 @@ def scale(
     model = device_model(profile, rt, prec, n_threads)
     source = _open_from(from_model)
     if source is not None and not family:
+        if "spec" not in source.meta:
+            raise BadInput(f"{from_model}: edgekit did not build it, so its family is not "
+                           "known: give --family (and --classes)")
         family = [source.meta["spec"]["name"]]
         classes = source.meta["spec"]["classes"]
     groups = list(dict.fromkeys(group_of(f) for f in family)) if family else list(GROUPS)
@@ -166,8 +170,8 @@ def _open_from(path: Optional[Path]):
     from ..errors import BadInput
 
     art = open_artifact(path)
-    if art.format != "keras" or "spec" not in art.meta:
-        raise BadInput(f"{path}: --from needs a .keras model built by edgekit (with its sidecar)")
+    if art.format != "keras":
+        raise BadInput(f"{path}: --from needs a Keras model (.keras or .h5), not {art.format}")
     return art
 
 
@@ -197,8 +201,12 @@ def _write(best, output: Path, profile, doc: dict, source, force: bool) -> dict:
         from ..models.load import load_keras
 
         src = load_keras(source.path)
-        copied, total = _inherit(src, model)
+        copied, total, misses = _inherit(src, model)
         inherited = f"{copied}/{total} weighted layers inherited from {source.path}"
+        if misses:
+            inherited += f" ({_why_not(misses, total - copied)})"
+        if copied == 0:
+            inherited += "; the scaled model starts from random weights"
         parent = {"path": str(source.path), "sha256": source.sha256, "format": "keras"}
     stage = {"name": "scale", "config": {k: doc[k] for k in ("device", "budget", "families")}}
     search_record = {k: doc[k] for k in ("latency_model", "searched", "fitting", "candidates")}
@@ -208,23 +216,53 @@ def _write(best, output: Path, profile, doc: dict, source, force: bool) -> dict:
     return {"path": str(output), "inherited": inherited}
 
 
-def _inherit(src, dst) -> tuple[int, int]:
-    """Copy weights layer by layer where the name and every weight shape match."""
-    by_name = {layer.name: layer for layer in src.layers}
+def _leaves(model):
+    """The layers of a model, nested models (a keras.applications base) entered."""
+    for layer in model.layers:
+        if hasattr(layer, "layers"):
+            yield from _leaves(layer)
+        else:
+            yield layer
+
+
+def _inherit(src, dst) -> tuple[int, int, list[tuple[str, str]]]:
+    """Copy weights layer by layer where the name and every weight shape match: (copied,
+    weighted layers, (layer, why not) for each one not copied)."""
+    by_name = {layer.name: layer for layer in _leaves(src)}
     copied = total = 0
-    for layer in dst.layers:
+    misses = []
+    for layer in _leaves(dst):
         weights = layer.get_weights()
         if not weights:
             continue
         total += 1
         other = by_name.get(layer.name)
         if other is None:
+            misses.append((layer.name, "no layer of that name"))
             continue
         theirs = other.get_weights()
         if len(theirs) == len(weights) and all(a.shape == b.shape for a, b in zip(theirs, weights)):
             layer.set_weights(theirs)
             copied += 1
-    return copied, total
+        else:
+            misses.append((layer.name, f"shapes {[tuple(w.shape) for w in theirs]} there, "
+                                       f"{[tuple(w.shape) for w in weights]} here"))
+    return copied, total, misses
+
+
+def _why_not(misses: list[tuple[str, str]], n: int) -> str:
+    """Why layers were not inherited, in one phrase: how many by missing name, how many by
+    shape, with the first of each."""
+    by_name = [m for m in misses if m[1] == "no layer of that name"]
+    by_shape = [m for m in misses if m[1] != "no layer of that name"]
+    parts = []
+    if by_name:
+        parts.append(f"{len(by_name)} layer name(s) of the zoo's builder not in it, e.g. "
+                     f"'{by_name[0][0]}'")
+    if by_shape:
+        parts.append(f"{len(by_shape)} with other weight shapes, e.g. '{by_shape[0][0]}': "
+                     f"{by_shape[0][1]}")
+    return f"{n} not inherited: " + "; ".join(parts)
 
 
 def _table(rows, model, budget, doc: dict, profile) -> None:

@@ -95,6 +95,11 @@ def prune(
                                       "alone (repeatable)."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate (default: 1e-4 "
                                        "unstructured, 1e-3 structured)."),
+    max_drop: float = typer.Option(5.0, "--max-drop", help="Largest loss of validation top-1 "
+                                   "(points) against the starting model; beyond it nothing is "
+                                   "written and the exit code is 1."),
+    allow_worse: bool = typer.Option(False, "--allow-worse", help="Write the pruned model even "
+                                     "when it loses more than --max-drop (e.g. to distil next)."),
     batch_size: int = BATCH_OPT,
     augment: Optional[str] = AUGMENT_OPT,
     val_data: Optional[str] = VAL_OPT,
@@ -121,12 +126,14 @@ def prune(
         raise BadInput("give --sparsity S for unstructured pruning, or --structured --ratio R")
     if epochs is not None and epochs < 0:
         raise BadInput(f"--epochs must be >= 0 (got {epochs})")
+    if not max_drop >= 0:
+        raise BadInput(f"--max-drop must be >= 0 (got {max_drop})")
     output = output or default_output(model, ".keras", "thin" if structured else "sparse")
     check_output(output, force, suffix=".keras")
     source, prep = _source(model, preprocessing, unsafe)
     common = dict(batch_size=batch_size, augment=augment, val_data=val_data, limit=limit,
                   seed=seed, preprocessing=prep, force=force, unsafe=unsafe,
-                  exclude=list(exclude))
+                  exclude=list(exclude), max_drop=max_drop, allow_worse=allow_worse)
     with _live(json_out) as callbacks:
         if structured:
             from ..optimize.prune import prune_structured
@@ -182,6 +189,10 @@ def prune(
                       f"{sz['dense']['gzip_bytes'] / 1e6:.2f} MB ({sz['gzip_ratio']:.2f}x)")
         console.print(f"validation top-1 ({acc['images']} images): {acc['before']:.2f}% -> "
                       f"{acc['after']:.2f}%")
+    vs = art.meta["versus_start"]
+    if vs["allowed_worse"] and vs["start_above_chance"]:
+        console.print(f"[yellow]{vs['drop']:.2f} points below the starting model, over "
+                      f"--max-drop {vs['max_drop']:g}: written because of --allow-worse[/]")
     console.print(f"wrote {art.path}")
 
 
@@ -231,6 +242,7 @@ def finetune(
     save = recipe_saver(save_recipe, "finetune", args, force)
     from ..artifacts import check_output
     from ..optimize.distill import finetune as run
+    from ..preprocessing import describe
 
     output = output or default_output(model, ".keras", "finetuned")
     check_output(output, force, suffix=".keras")
@@ -252,5 +264,14 @@ def finetune(
     _epoch_table(summary)
     cfg = art.meta["stage"]["config"]
     extra = f", distilled from {cfg['teacher']['path']}" if cfg.get("teacher") else ""
+    console.print(f"preprocessing: {describe(prep)}")
+    if summary.get("kept_start"):
+        console.print(f"[yellow]training did not beat the starting model "
+                      f"({summary['start_val_accuracy']:.2f}% validation top-1): its weights "
+                      f"are written unchanged[/]")
+        console.print(f"wrote {art.path}{extra}")
+        return
+    start = summary.get("start_val_accuracy")
     console.print(f"wrote {art.path}: best validation top-1 {summary['best_val_accuracy']:.2f}% "
-                  f"on {summary['val_images']} images{extra}")
+                  f"on {summary['val_images']} images"
+                  + (f" (start {start:.2f}%)" if start is not None else "") + extra)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..artifacts import Artifact, child_meta, tool_versions, write_sidecar
-from ..errors import BadInput, EdgekitError
+from ..errors import BadInput, EdgekitError, first_line
 
 OPSETS = range(13, 19)  # tf2onnx 1.17 converts Keras 3 models at opsets 13..18 (FACTS.md)
 DEFAULT_OPSET = 17
@@ -238,14 +238,60 @@ def _opset(proto) -> int | None:
     return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
 
 
+def onnx_source(source: Artifact, target: str = "cpu",
+                input_size: tuple[int, int] | None = None):
+    """(float ONNX proto, facts) of a user's ONNX model (e.g. exported from PyTorch), as the
+    quantizers take it: its input height and width made static (``input_size`` where they
+    are dynamic), batch 1 for TensorRT, and opset 13 at least (per-channel QDQ needs it).
+    Its layout stays as it is: converting NHWC to NCHW is the exporter's job."""
+    import onnx
+
+    from ..shapes import channels_axis, concrete
+
+    try:
+        proto = onnx.load(str(source.path))
+    except Exception as exc:  # a damaged protobuf: user input
+        raise BadInput(f"{source.path}: not a readable ONNX model ({exc.__class__.__name__})"
+                       ) from None
+    inits = {i.name for i in proto.graph.initializer}
+    inputs = [i for i in proto.graph.input if i.name not in inits]
+    if len(inputs) != 1:
+        raise BadInput(f"{source.path}: {len(inputs)} inputs; edgekit takes models with one "
+                       "image input")
+    dims = inputs[0].type.tensor_type.shape.dim
+    shape = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+    fixed = concrete(shape, input_size, str(source.path))
+    if layout(target)["nchw"] and channels_axis(shape) != 1:
+        raise BadInput(f"{source.path}: its input {shape} is NHWC; TensorRT takes NCHW "
+                       "(export the model with an NCHW input)")
+    for ax in (1, 2, 3):
+        dims[ax].dim_value = fixed[ax]
+    if layout(target)["static"]:
+        dims[0].dim_value = 1
+    del proto.graph.value_info[:]  # shapes inferred for the dynamic size are stale
+    if (_opset(proto) or 0) < 13:
+        proto = onnx.version_converter.convert_version(proto, 13)
+    try:
+        proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
+    except Exception as exc:
+        raise BadInput(f"{source.path}: its shapes do not check out at "
+                       f"{list(fixed)} ({first_line(exc, 160)})") from None
+    return proto, {"source_format": "onnx",
+                   **({"input_size": list(input_size)} if input_size and
+                      (None in shape[1:]) else {})}
+
+
 def float_onnx(source: Artifact, target: str = "cpu", opset: int = DEFAULT_OPSET,
-               nchw: bool | None = None, slim: bool = True, unsafe: bool = False, model=None):
-    """(checked float ONNX proto, facts) for ``source``: the step shared by export and the
-    ONNX quantizers."""
+               nchw: bool | None = None, slim: bool = True, unsafe: bool = False, model=None,
+               input_size: tuple[int, int] | None = None):
+    """(checked float ONNX proto, facts) for a Keras ``source``: the step shared by export and
+    the ONNX quantizers."""
+    from ..models.load import with_input_size
     from .output import ctrl_c_stops
 
     with ctrl_c_stops():
-        model = _keras_source(source, unsafe, model)
+        model = with_input_size(_keras_source(source, unsafe, model), input_size,
+                                str(source.path))
         lay = layout(target, nchw)
         proto = keras_to_onnx(model, opset, lay["nchw"], lay["static"], slim)
         diff = check_against_keras(model, proto, lay["nchw"], source.preprocessing)
@@ -255,9 +301,23 @@ def float_onnx(source: Artifact, target: str = "cpu", opset: int = DEFAULT_OPSET
 
 def export_onnx(source: Artifact, out: Path, force: bool = False, unsafe: bool = False,
                 target: str = "cpu", opset: int = DEFAULT_OPSET, nchw: bool | None = None,
-                slim: bool = True) -> Artifact:
-    """``edgekit export --format onnx``: a float32 ONNX model checked against Keras."""
-    proto, facts = float_onnx(source, target, opset, nchw, slim, unsafe)
+                slim: bool = True, input_size: tuple[int, int] | None = None) -> Artifact:
+    """``edgekit export --format onnx``: a float32 ONNX model checked against Keras; or, for
+    an ONNX source, the same model prepared for ``target`` (static size, batch 1 for
+    TensorRT)."""
+    if source.format == "onnx":
+        if nchw is not None:
+            raise BadInput("--nchw/--nhwc: an ONNX source keeps its own layout")
+        proto, facts = onnx_source(source, target, input_size)
+        if slim:
+            import onnxslim
+
+            proto = onnxslim.slim(proto)
+    else:
+        proto, facts = float_onnx(source, target, opset, nchw, slim, unsafe,
+                                  input_size=input_size)
+        if input_size is not None:
+            facts["input_size"] = list(input_size)
     config = {"format": "onnx", "target": target, "opset": opset, "slim": slim}
     if nchw is not None:
         config["nchw"] = nchw

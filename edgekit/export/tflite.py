@@ -166,6 +166,8 @@ def tflite_io(path: Path) -> dict:
     def describe(d: dict) -> dict:
         scale, zero = d["quantization"]
         out = {"name": d["name"], "shape": [int(s) for s in d["shape"]],
+               "shape_signature": [int(s) if s > 0 else None
+                                   for s in d.get("shape_signature", d["shape"])],
                "dtype": np.dtype(d["dtype"]).name}
         if scale:
             out["quantization"] = {"scale": float(scale), "zero_point": int(zero)}
@@ -189,12 +191,18 @@ def write_tflite(data: bytes, source: Artifact, out: Path, force: bool, stage: s
 
 
 def export_tflite(source: Artifact, out: Path, force: bool = False, unsafe: bool = False,
-                  target: str = "cpu") -> Artifact:
+                  target: str = "cpu", input_size: tuple[int, int] | None = None) -> Artifact:
     """``edgekit export --format tflite``: float32 for the CPU; for ``--target gpu``, fp16
     weights (the GPU delegate computes in half precision) plus edgekit's op-by-op GPU-delegate
-    check, recorded in the sidecar."""
+    check, recorded in the sidecar. A dynamic input size is fixed to ``input_size``."""
+    from ..models.load import with_input_size
+
     mode = "fp16" if target == "gpu" else "fp32"
-    data = convert_tflite(source, mode, unsafe=unsafe)
+    model = None
+    if source.format == "keras":
+        model = with_input_size(load_keras(source.path, unsafe=unsafe), input_size,
+                                str(source.path))
+    data = convert_tflite(source, mode, unsafe=unsafe, model=model)
     art = write_tflite(data, source, out, force, "export",
                        {"format": "tflite", "mode": mode, "target": target}, precision=mode)
     if target == "gpu":

@@ -44,3 +44,45 @@ def keras_input_hwc(model) -> tuple[int, int, int]:
         raise BadInput(f"model input shape {shape} is not (batch, height, width, channels) "
                        "with a fixed size")
     return int(shape[1]), int(shape[2]), int(shape[3])
+
+
+def with_input_size(model, size: tuple[int, int] | None, what: str = "the model"):
+    """``model`` itself when its input size is fixed; a copy with input ``size`` (H, W) and
+    the same weights when it is dynamic (``(None, None, C)``); BadInput when it is dynamic and
+    no size is given. The copy is rebuilt from the model's config with every InputLayer's
+    height and width set (nested models too), so every layer's shapes are concrete."""
+    from ..shapes import concrete, is_dynamic
+
+    shape = list(model.inputs[0].shape)
+    if len(shape) != 4 or not is_dynamic(shape):
+        if size is not None and len(shape) == 4:
+            concrete(shape, size, what)  # a contradicting --input-size is an error
+        return model
+    concrete(shape, size, what)  # no size: one clear error
+    keras = import_keras()
+
+    def fix(node):
+        if isinstance(node, dict):
+            if node.get("class_name") == "InputLayer":
+                cfg = node["config"]
+                key = "batch_shape" if "batch_shape" in cfg else "batch_input_shape"
+                old = list(cfg.get(key) or [])
+                if len(old) == 4:
+                    h, w = (2, 3) if old[1] in (1, 3) and old[3] not in (1, 3) else (1, 2)
+                    old[h], old[w] = size
+                    cfg[key] = old
+            for value in node.values():
+                fix(value)
+        elif isinstance(node, list):
+            for value in node:
+                fix(value)
+
+    config = keras.saving.serialize_keras_object(model)
+    fix(config)
+    try:
+        fixed = keras.saving.deserialize_keras_object(config)
+        fixed.set_weights(model.get_weights())
+    except Exception as exc:  # a layer whose weights depend on the input size
+        raise BadInput(f"{what}: cannot rebuild it at {size[0]}x{size[1]} "
+                       f"({first_line(exc, 160)})") from None
+    return fixed

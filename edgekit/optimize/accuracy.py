@@ -21,6 +21,7 @@ from typing import Callable
 import numpy as np
 
 from ..artifacts import Artifact, sidecar_path, update_sidecar
+from ..data import LABELLED
 from ..errors import BadInput, GateFailed
 
 log = logging.getLogger("edgekit")
@@ -35,15 +36,22 @@ def _sensitivity(fmt: str):
     return tflite_sensitivity
 
 
-def _top1(art: Artifact, images: np.ndarray, labels: np.ndarray, prep: dict) -> float:
-    from ..measure import accuracy
+def _top1(art: Artifact, images: np.ndarray, labels: np.ndarray, prep: dict,
+          data: str | None = None) -> float:
+    """Top-1 of ``art`` on the images; with ``data`` (the float model), a model whose
+    outputs are degenerate there stops the search: no drop measured from it means anything."""
+    from ..measure import accuracy, degenerate
     from ..runtime.local import LocalRunner
     from ..runtime.profile import input_spec
 
-    shape, nchw = input_spec(art)
+    shape, nchw = input_spec(art, images.shape[1:3])  # the size the images were read at
     with LocalRunner() as runner:
         runner.prepare(art, shape, prep, nchw)
         scores = runner.evaluate(images, None)
+    broken = degenerate(scores, labels) if data else []
+    if broken:
+        raise BadInput(f"{art.path} on {data}: {'; '.join(broken)}; a drop measured from it "
+                       "means nothing (is the preprocessing right? is the model trained?)")
     return accuracy(scores, labels)["top1"]
 
 
@@ -57,14 +65,15 @@ def accuracy_aware(quantizer: Callable[..., Artifact], source: Artifact, out: Pa
     out = Path(out)
     if mode != "int8":
         raise BadInput("--max-drop applies to --mode int8")
-    if source.format != "keras":
-        raise BadInput(f"{source.path}: --max-drop needs the float Keras model as the source")
-    shape, _ = input_spec(source)
+    if source.format not in (("keras", "onnx") if fmt == "onnx" else ("keras",)):
+        raise BadInput(f"{source.path}: --max-drop needs the float model as the source "
+                       f"(Keras{', or ONNX for --format onnx' if fmt == 'onnx' else ''})")
+    shape, _ = input_spec(source, kwargs.get("input_size"))
     images, labels, _subset = _load_images(data, None, shape, lambda msg: None)
     if labels is None:
-        raise BadInput(f"{data}: --max-drop needs labelled data (the drop is in top-1 accuracy)")
+        raise BadInput(f"{data}: --max-drop measures the drop in top-1, so it needs {LABELLED}")
     prep = source.preprocessing
-    float_top1 = _top1(source, images, labels, prep)
+    float_top1 = _top1(source, images, labels, prep, data)
     user = list(exclude or [])
     tries: list[dict] = []
     step = [0]
@@ -90,8 +99,8 @@ def accuracy_aware(quantizer: Callable[..., Artifact], source: Artifact, out: Pa
         ranking: list[dict] = []
         if plain["drop"] > max_drop:
             ranking = _sensitivity(fmt)(source, target=target, unsafe=kwargs.get("unsafe", False),
-                                        **{k: kwargs[k] for k in ("calib", "calib_size", "opset")
-                                           if k in kwargs})
+                                        **{k: kwargs[k] for k in ("calib", "calib_size", "opset",
+                                                                  "input_size") if k in kwargs})
             # everything in float is the float model (and TensorFlow's debugger refuses to
             # build a model with nothing quantized): stop one layer short of it
             cap = min(len(ranking) - 1, max_float_layers or len(ranking))
@@ -169,10 +178,11 @@ def _float_speed(art: Artifact, fmt: str, threads: int, record_speed) -> Artifac
     if fmt == "onnx":
         import onnx
 
-        from ..export.onnx import float_onnx
+        from .onnx_quant import float_source
 
-        onnx_target = "cpu"
-        proto, _ = float_onnx(parent, onnx_target, art.meta["stage"]["config"].get("opset", 17))
+        size = art.meta.get("input_size")
+        proto = float_source(parent, "cpu", art.meta["stage"]["config"].get("opset", 17), False,
+                             tuple(size) if size else None)[0]
         return record_speed(art, lambda p: onnx.save(proto, str(p)), threads)
     from ..export.tflite import convert_tflite
 

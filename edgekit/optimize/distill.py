@@ -10,8 +10,9 @@ from typing import Any, Callable, Sequence
 from ..artifacts import Artifact, check_output, open_artifact
 from ..errors import BadInput
 from ..models.load import import_keras, load_keras
-from .train import (Teacher, TrainData, View, check_classes, check_fit_args, check_schedule,
-                    classifier_parts, fit, load_train_data, output_classes, parse_augment)
+from .train import (Teacher, TrainData, View, above_chance, check_classes, check_fit_args,
+                    check_schedule, classifier_parts, fit, load_train_data, output_classes,
+                    parse_augment, top1)
 
 
 def source_spec(art: Artifact):
@@ -133,6 +134,8 @@ def finetune(source: Artifact, out: Path, data: str, *, val_data: str | None = N
     if bn_momentum is not None:  # for this run only: the saved model keeps its own
         for layer in bns:
             layer.momentum = bn_momentum
+    start = None if head else top1(probs, train_data.val, view)  # a new head starts at chance
+    start_weights = [v.numpy() for v in probs.weights]
     on_status("training")
     try:
         result = fit(probs, logits, train_data, view, epochs=epochs, batch_size=batch_size,
@@ -143,6 +146,11 @@ def finetune(source: Artifact, out: Path, data: str, *, val_data: str | None = N
     finally:
         for layer, m in zip(bns, momenta):
             layer.momentum = m
+    kept_start = (start is not None and above_chance(start, train_data.val)
+                  and (result.best_val_accuracy or 0.0) < start)
+    if kept_start:  # training did not beat the model it started from: keep that one
+        for v, w in zip(probs.weights, start_weights):
+            v.assign(w)
     spec = source_spec(source)
     if spec is not None and head:
         spec = replace(spec, classes=classes)
@@ -157,7 +165,9 @@ def finetune(source: Artifact, out: Path, data: str, *, val_data: str | None = N
                       spec=spec, force=force,
                       labels=_labels(train_data, classes) or (None if head else source.labels),
                       finetune={**result.summary(), "train_images": len(train_data.train),
-                                "val_images": len(train_data.val)})
+                                "val_images": len(train_data.val),
+                                "start_val_accuracy": None if start is None else round(start, 2),
+                                "kept_start": kept_start})
 
 
 def _teacher_record(path: Path, teacher: Teacher, temperature: float, alpha: float) -> dict:

@@ -19,8 +19,10 @@ library does that rewrite, hence the few lines below.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
@@ -29,6 +31,7 @@ import numpy as np
 
 from ..artifacts import Artifact
 from ..errors import BadInput, EnvironmentProblem
+from ..shapes import channels_axis
 from ..export.onnx import DEFAULT_OPSET, float_onnx, layout, write_onnx
 
 log = logging.getLogger("edgekit")
@@ -132,9 +135,11 @@ def _nncf(proto, samples, name, exclude, progress):
     adv = AdvancedQuantizationParameters(
         activations_quantization_params=QuantizationParameters(per_channel=False))
     scope = nncf.IgnoredScope(names=list(exclude), validate=False) if exclude else None
-    q = nncf.quantize(proto, nncf.Dataset(range(len(samples)), transform),
-                      subset_size=len(samples), advanced_parameters=adv,
-                      **({"ignored_scope": scope} if scope else {}))
+    # NNCF draws its own progress bars on stdout, which --json keeps for the document alone
+    with contextlib.redirect_stdout(sys.stderr):
+        q = nncf.quantize(proto, nncf.Dataset(range(len(samples)), transform),
+                          subset_size=len(samples), advanced_parameters=adv,
+                          **({"ignored_scope": scope} if scope else {}))
     return activations_to_uint8(q)
 
 
@@ -177,12 +182,35 @@ def activations_to_uint8(proto):
     return proto
 
 
-def onnx_calibration(source: Artifact, calib: str, calib_size: int, model, nchw: bool,
-                     seed: int = 0) -> np.ndarray:
-    from ..models.load import keras_input_hwc
+def float_source(source: Artifact, target: str, opset: int, unsafe: bool,
+                 input_size: tuple[int, int] | None = None):
+    """(float proto, facts, (H, W, C), NCHW?) of ``source`` for the ONNX quantizers: a Keras
+    model exported and checked, or a user's ONNX model with its input size made static."""
+    from ..export.onnx import onnx_io, onnx_source
+    from ..models.load import keras_input_hwc, load_keras, with_input_size
+
+    onnx_target = "cpu" if target == "cpu" else "tensorrt"
+    if source.format == "onnx":
+        fproto, facts = onnx_source(source, onnx_target, input_size)
+        shape = onnx_io(fproto)["input"]["shape"]
+        nchw = channels_axis(shape) == 1
+        hwc = (shape[2], shape[3], shape[1]) if nchw else tuple(shape[1:])
+        return fproto, facts, hwc, nchw
+    if source.format != "keras":
+        raise BadInput(f"{source.path}: ONNX quantization needs a float Keras or ONNX model, "
+                       f"not a {source.format} file")
+    model = with_input_size(load_keras(source.path, unsafe=unsafe), input_size, str(source.path))
+    fproto, facts = float_onnx(source, onnx_target, opset, model=model)
+    if input_size is not None and model is not None:
+        facts["input_size"] = list(input_size)
+    return fproto, facts, keras_input_hwc(model), layout(onnx_target)["nchw"]
+
+
+def onnx_calibration(source: Artifact, calib: str, calib_size: int, hwc: tuple[int, int, int],
+                     nchw: bool, seed: int = 0) -> np.ndarray:
     from .quantize import calibration_batches
 
-    x = calibration_batches(source, calib, calib_size, keras_input_hwc(model), seed=seed)
+    x = calibration_batches(source, calib, calib_size, hwc, seed=seed)
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2) if nchw else x)
 
 
@@ -190,27 +218,21 @@ def quantize_onnx(source: Artifact, out: Path, mode: str = "int8", calib: str | 
                   calib_size: int = 200, target: str = "cpu", engine: str = "ort",
                   opset: int = DEFAULT_OPSET, exclude: Sequence[str] = (), force: bool = False,
                   unsafe: bool = False, progress: Progress | None = None,
-                  speed_check: bool = True, threads: int = 1, **_ignored) -> Artifact:
-    """``edgekit quantize --format onnx``: export ``source`` to ONNX for ``target``, quantize
-    it to int8 QDQ, check it against the float model and (CPU) time it against it."""
+                  speed_check: bool = True, threads: int = 1,
+                  input_size: tuple[int, int] | None = None, **_ignored) -> Artifact:
+    """``edgekit quantize --format onnx``: export ``source`` (Keras) to ONNX for ``target``,
+    or take it as it is (ONNX), quantize it to int8 QDQ, check it against the float model and
+    (CPU) time it against it."""
     if mode != "int8":
         raise BadInput(f"--format onnx quantizes to int8 only (got --mode {mode})")
     if not calib:
         raise BadInput("--mode int8 needs calibration data: --calib DATASET "
                        "(e.g. fashion-mnist-sample:train or a folder of images)")
-    from ..models.load import load_keras
-
-    if source.format != "keras":
-        raise BadInput(f"{source.path}: ONNX quantization needs a float Keras model, "
-                       f"not a {source.format} file")
     from ..export.output import ctrl_c_stops
 
     with ctrl_c_stops():  # a Ctrl-C that a library swallows still stops before writing
-        model = load_keras(source.path, unsafe=unsafe)
-        onnx_target = "cpu" if target == "cpu" else "tensorrt"
-        nchw = layout(onnx_target)["nchw"]
-        fproto, facts = float_onnx(source, onnx_target, opset, model=model)
-        samples = onnx_calibration(source, calib, calib_size, model, nchw)
+        fproto, facts, hwc, nchw = float_source(source, target, opset, unsafe, input_size)
+        samples = onnx_calibration(source, calib, calib_size, hwc, nchw)
         qproto = quantize_proto(fproto, samples, target, engine, exclude, progress)
         facts["fidelity_on_calibration"] = _fidelity(qproto, fproto, samples)
     config = {"engine": engine, "target": target, "mode": mode, "calib": calib,
@@ -259,7 +281,7 @@ def _run(proto, samples: np.ndarray) -> np.ndarray:
 
 def onnx_sensitivity(source: Artifact, calib: str, calib_size: int = 200, target: str = "cpu",
                      opset: int = DEFAULT_OPSET, unsafe: bool = False, samples_used: int = 32,
-                     **_ignored) -> list[dict]:
+                     input_size: tuple[int, int] | None = None, **_ignored) -> list[dict]:
     """Activations ranked by the noise their int8 quantization adds, worst first: the
     signal-to-quantization-noise ratio of each tensor before and after its QDQ pair, measured
     with onnxruntime's QDQ debugging tools on calibration inputs. Keeping one in float means
@@ -267,12 +289,8 @@ def onnx_sensitivity(source: Artifact, calib: str, calib_size: int = 200, target
     import onnx
     from onnxruntime.quantization import qdq_loss_debug as dbg
 
-    from ..models.load import load_keras
-
-    model = load_keras(source.path, unsafe=unsafe)
-    onnx_target = "cpu" if target == "cpu" else "tensorrt"
-    fproto, _ = float_onnx(source, onnx_target, opset, model=model)
-    samples = onnx_calibration(source, calib, calib_size, model, layout(onnx_target)["nchw"])
+    fproto, _, hwc, nchw = float_source(source, target, opset, unsafe, input_size)
+    samples = onnx_calibration(source, calib, calib_size, hwc, nchw)
     qproto = quantize_proto(fproto, samples, target, "ort")
     name = next(i.name for i in fproto.graph.input)
     with tempfile.TemporaryDirectory(prefix="edgekit-dbg-") as tmp:

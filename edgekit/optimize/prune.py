@@ -26,8 +26,9 @@ import numpy as np
 from ..artifacts import Artifact, check_output
 from ..errors import BadInput
 from ..models.load import import_keras, load_keras
-from .train import (View, check_classes, check_fit_args, classifier_parts, fit, load_train_data,
-                    output_classes, parse_augment, pipeline, top1)
+from .train import (DEFAULT_MAX_DROP, View, check_classes, check_fit_args, check_not_worse,
+                    classifier_parts, fit, load_train_data, output_classes, parse_augment,
+                    pipeline, top1)
 
 SCOPES = ("layer", "global")
 
@@ -166,6 +167,7 @@ def prune_unstructured(source: Artifact, out: Path, data: str, *, sparsity: floa
                        preprocessing: dict | None = None, force: bool = False,
                        unsafe: bool = False, on_batch: Callable | None = None,
                        on_epoch: Callable | None = None,
+                       max_drop: float = DEFAULT_MAX_DROP, allow_worse: bool = False,
                        on_status: Callable[[str], None] = lambda m: None) -> Artifact:
     """Prune ``source`` to ``sparsity`` while fine-tuning ``epochs`` on ``data``; write
     ``out`` (.keras) with the measured per-layer sparsity, validation accuracy before and
@@ -206,6 +208,8 @@ def prune_unstructured(source: Artifact, out: Path, data: str, *, sparsity: floa
     report = sparsity_report(probs, layers)
     on_status("measuring the pruned model")
     after = top1(probs, train_data.val, view)
+    versus_start = check_not_worse("prune", before, after, train_data.val, max_drop,
+                                   allow_worse)
     sizes = tflite_gzip_size(probs, source.path)
     config = {"method": "magnitude", "sparsity": sparsity, "scope": scope, "epochs": epochs,
               "batch_size": batch_size, "lr": lr, "exclude": list(exclude), "augment": augment,
@@ -219,7 +223,7 @@ def prune_unstructured(source: Artifact, out: Path, data: str, *, sparsity: floa
                          "tflite_fp32": {"dense": dense_size, "pruned": sizes,
                                          "gzip_ratio": round(sizes["gzip_bytes"]
                                                              / dense_size["gzip_bytes"], 3)}},
-             "finetune": result.summary()}
+             "finetune": result.summary(), "versus_start": versus_start}
     return save_child(probs, source, out, "prune", config,
                       preprocessing=view.preprocessing, spec=source_spec(source), force=force,
                       **facts)
@@ -232,6 +236,7 @@ def prune_structured(source: Artifact, out: Path, data: str, *, ratio: float,
                      preprocessing: dict | None = None, force: bool = False,
                      unsafe: bool = False, on_batch: Callable | None = None,
                      on_epoch: Callable | None = None,
+                     max_drop: float = DEFAULT_MAX_DROP, allow_worse: bool = False,
                      on_status: Callable[[str], None] = lambda m: None) -> Artifact:
     """Remove ``ratio`` of the channels of every prunable group of ``source`` (see
     ``optimize.channels``), re-estimate batch-norm statistics on ``data``, fine-tune
@@ -266,6 +271,8 @@ def prune_structured(source: Artifact, out: Path, data: str, *, ratio: float,
     result = fit(thin_probs, thin_logits, train_data, view, epochs=epochs, batch_size=batch_size,
                  lr=lr, augment=augment, seed=seed, on_batch=on_batch, on_epoch=on_epoch)
     after = top1(thin_probs, train_data.val, view) if epochs else recal_top1
+    versus_start = check_not_worse("prune", before, after, train_data.val, max_drop,
+                                   allow_worse)
     kept = [g for g in groups if g.keep is not None]
     config = {"method": "channels", "ratio": ratio, "criterion": criterion,
               "round_to": round_to, "exclude": list(exclude), "epochs": epochs,
@@ -284,6 +291,6 @@ def prune_structured(source: Artifact, out: Path, data: str, *, ratio: float,
                          "bn_recalibrated": round(recal_top1, 2), "after": round(after, 2),
                          "drop": round(before - after, 2), "images": len(train_data.val),
                          "bn_batches": n_bn}},
-        "finetune": result.summary()}
+        "finetune": result.summary(), "versus_start": versus_start}
     return save_child(thin_probs, source, out, "prune", config,
                       preprocessing=view.preprocessing, spec=spec, force=force, **facts)

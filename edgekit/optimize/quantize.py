@@ -47,7 +47,7 @@ def quantize_tflite(source: Artifact, out: Path, mode: str, calib: str | None = 
                     force: bool = False, unsafe: bool = False,
                     progress: Progress | None = None, target: str = "cpu",
                     exclude: Sequence[str] = (), speed_check: bool = True, threads: int = 1,
-                    **_ignored) -> Artifact:
+                    input_size: tuple[int, int] | None = None, **_ignored) -> Artifact:
     """Quantize a float Keras/SavedModel artifact to a TFLite file in ``mode``."""
     if mode not in TFLITE_MODES:
         raise BadInput(f"unknown quantization mode '{mode}' (known: {', '.join(TFLITE_MODES)})")
@@ -64,8 +64,11 @@ def quantize_tflite(source: Artifact, out: Path, mode: str, calib: str | None = 
     config = {"engine": "tflite", "mode": mode}
     with ctrl_c_stops():  # a Ctrl-C that Keras' loading swallows still stops before writing
         if source.format == "keras":
-            from ..models.load import load_keras
-            model = load_keras(source.path, unsafe=unsafe)
+            from ..models.load import load_keras, with_input_size
+            model = with_input_size(load_keras(source.path, unsafe=unsafe), input_size,
+                                    str(source.path))
+            if input_size is not None:
+                config["input_size"] = list(input_size)
         if needs_calib:
             samples = calibration_batches(source, calib, calib_size, _input_hwc(source, model))
             representative = _representative(samples, progress)
@@ -93,12 +96,14 @@ def quantize_tflite(source: Artifact, out: Path, mode: str, calib: str | None = 
 
 
 def tflite_sensitivity(source: Artifact, calib: str, calib_size: int = DEFAULT_CALIB_SIZE,
-                       unsafe: bool = False, **_ignored) -> list[dict]:
+                       unsafe: bool = False, input_size: tuple[int, int] | None = None,
+                       **_ignored) -> list[dict]:
     """Layers ranked by their int8 error against float (``export.tflite.layer_errors``)."""
     from ..export.tflite import layer_errors
-    from ..models.load import load_keras
+    from ..models.load import load_keras, with_input_size
 
-    model = load_keras(source.path, unsafe=unsafe) if source.format == "keras" else None
+    model = (with_input_size(load_keras(source.path, unsafe=unsafe), input_size)
+             if source.format == "keras" else None)
     samples = calibration_batches(source, calib, calib_size, _input_hwc(source, model))
     return layer_errors(source, _representative(samples, None), unsafe, model)
 

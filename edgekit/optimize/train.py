@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..data import load_dataset, normaliser, sample_indices
+from ..data import LABELLED, load_dataset, normaliser, sample_indices
 from ..errors import BadInput
 from ..models.load import import_keras
 
@@ -101,7 +101,7 @@ def load_train_data(data: str, size: tuple[int, int], *, val_data: str | None = 
     split: ``val_data``, else ``val_fraction`` of ``data`` held out class-balanced."""
     ds = load_dataset(data)
     if ds.labels is None:
-        raise BadInput(f"{data}: training needs labelled data")
+        raise BadInput(f"{data}: training needs {LABELLED}")
     idx = np.arange(len(ds))
     if limit is not None:
         if limit < 2:
@@ -121,7 +121,7 @@ def load_train_data(data: str, size: tuple[int, int], *, val_data: str | None = 
     if val_data:
         vd = load_dataset(val_data)
         if vd.labels is None:
-            raise BadInput(f"{val_data}: validation needs labelled data")
+            raise BadInput(f"{val_data}: validation needs {LABELLED}")
         train, val = read(ds, idx), read(vd, np.arange(len(vd)))
         val_source = val_data
     else:
@@ -231,6 +231,34 @@ def pipeline(split: Split, batch_size: int, views: Sequence[View], augment: Sequ
         ds = ds.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size).map(load).map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+DEFAULT_MAX_DROP = 5.0  # points of validation top-1 a pruning stage may lose by default
+
+
+def check_not_worse(stage: str, before: float, after: float, val: Split, max_drop: float,
+                    allow_worse: bool = False) -> dict:
+    """The start-vs-result record of a training stage; a result more than ``max_drop`` points
+    of validation top-1 below a starting model that was above chance stops the stage (exit 1,
+    nothing written) unless ``allow_worse``."""
+    from ..errors import GateFailed
+
+    drop, images = before - after, len(val)
+    if drop > max_drop and not allow_worse and above_chance(before, val):
+        raise GateFailed(f"{stage}: validation top-1 {after:.2f}% is {drop:.2f} points below "
+                         f"the starting model's {before:.2f}% ({images} images; limit "
+                         f"--max-drop {max_drop:g}); nothing written",
+                         hint="--allow-worse writes it anyway")
+    return {"start": round(before, 2), "result": round(after, 2), "drop": round(drop, 2),
+            "max_drop": max_drop, "images": images, "allowed_worse": drop > max_drop,
+            "start_above_chance": above_chance(before, val)}
+
+
+def above_chance(top1_pct: float, split: Split) -> bool:
+    """Whether a top-1 (%) on ``split`` is more than three standard errors above always
+    answering its commonest class: below that, a model has nothing training could lose."""
+    p = float(np.bincount(split.y).max() / len(split))
+    return top1_pct / 100 > p + 3 * math.sqrt(p * (1 - p) / len(split))
 
 
 def top1(model, split: Split, view: View, batch_size: int = 256) -> float:

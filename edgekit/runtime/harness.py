@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-HARNESS_VERSION = 1
+HARNESS_VERSION = 2
 
 
 def rss_mb():
@@ -36,12 +36,44 @@ def rss_mb():
 
 
 def peak_rss_mb():
+    """Peak resident set size of this process image: VmHWM on Linux. Not ru_maxrss: Linux
+    carries the parent's peak into a child across exec, so a harness started by a process
+    holding TensorFlow reported that process's 1.7 GB."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
 
 
+def reset_peak():
+    """Start the peak (VmHWM) afresh (Linux 4.0+); whether it could be."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def import_runtime(fmt):
+    """Import the runtime before the model loads, so the model's memory is measured alone."""
+    modules = {"tflite": ("ai_edge_litert.interpreter", "tflite_runtime.interpreter",
+                          "tensorflow"), "onnx": ("onnxruntime",), "keras": ("keras",)}[fmt]
+    for name in modules:
+        try:
+            __import__(name)
+            return
+        except ImportError:
+            continue
+
+
 class TFLiteModel:
-    def __init__(self, path, threads):
+    def __init__(self, path, threads, shape=None):
         try:
             from ai_edge_litert.interpreter import Interpreter
             self.runtime = "ai_edge_litert"
@@ -57,7 +89,12 @@ class TFLiteModel:
         self.interp = Interpreter(model_path=path, num_threads=threads)
         self.interp.allocate_tensors()
         self.inp = self.interp.get_input_details()[0]
+        if shape and any(d < 0 for d in self.inp.get("shape_signature", [])):  # dynamic size
+            self.interp.resize_tensor_input(self.inp["index"], list(shape))
+            self.interp.allocate_tensors()
+            self.inp = self.interp.get_input_details()[0]
         self.out = self.interp.get_output_details()[0]
+        self.n_outputs = len(self.interp.get_output_details())
         self.batch = 1
 
     def input_dtype(self):
@@ -94,6 +131,7 @@ class ONNXModel:
         self.sess = ort.InferenceSession(path, opts, providers=providers)
         self.providers = self.sess.get_providers()  # what the session really uses
         self.inp = self.sess.get_inputs()[0]
+        self.n_outputs = len(self.sess.get_outputs())
         static = self.inp.shape[0] if isinstance(self.inp.shape[0], int) else 0
         self.batch = static if static > 0 else 64  # a static batch (TensorRT exports: 1)
 
@@ -118,6 +156,7 @@ class KerasModel:
         import keras
         self.runtime, self.version = "keras", keras.__version__
         self.model = keras.saving.load_model(path, compile=False, safe_mode=True)
+        self.n_outputs = len(self.model.outputs)
         self.batch = 64
 
     def input_dtype(self):
@@ -150,9 +189,16 @@ def to_input(images, prep, dtype, quant, nchw):
 def run(job):
     out_dir = job["out"]
     threads = job.get("threads") or os.cpu_count() or 1  # default: every core of this machine
-    rss_start = rss_mb()
+    rss_process = rss_mb()
+    if job["format"] == "keras":
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import_runtime(job["format"])
+    rss_start = rss_mb()  # Python, numpy and the runtime: the baseline the model adds to
+    peak_reset = reset_peak()
     t0 = time.perf_counter()
     extra = {"providers": job["providers"]} if job.get("providers") else {}
+    if job["format"] == "tflite":
+        extra["shape"] = job["input_shape"]
     model = RUNTIMES[job["format"]](job["model"], threads, **extra)
     init_ms = (time.perf_counter() - t0) * 1000.0
     rss_loaded = rss_mb()
@@ -180,14 +226,15 @@ def run(job):
             outs.append(model(to_input(np.asarray(inputs[i:i + model.batch]), prep, dtype, quant,
                                        nchw)))
         scores = np.concatenate(outs) if outs else np.zeros((0,), np.float32)
-        np.save(os.path.join(out_dir, "outputs.npy"), scores.reshape(len(scores), -1))
+        np.save(os.path.join(out_dir, "outputs.npy"), scores)  # (N, ...) as the model gives
         n_out = len(scores)
     result = {
         "harness": HARNESS_VERSION, "runtime": model.runtime, "runtime_version": model.version,
         "threads": threads, "init_ms": init_ms, "latency_ms": times,
-        "rss_start_mb": rss_start, "rss_loaded_mb": rss_loaded,
+        "rss_process_mb": rss_process, "rss_start_mb": rss_start, "rss_loaded_mb": rss_loaded,
+        "peak_reset": peak_reset,
         "peak_rss_timing_mb": peak_after_timing, "peak_rss_mb": peak_rss_mb(),
-        "n_outputs": n_out, "machine": platform.machine(), "cpu": cpu_name(),
+        "n_outputs": n_out, "n_model_outputs": model.n_outputs, "machine": platform.machine(), "cpu": cpu_name(),
         "execution_providers": getattr(model, "providers", None),
         "llc_bytes": llc_bytes(),
         "cores": os.cpu_count(), "python": platform.python_version(),

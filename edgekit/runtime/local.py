@@ -28,6 +28,7 @@ class LocalRunner(Runner):
         self.timeout_s = timeout_s
         self.workdir: Path | None = None
         self.job: dict[str, Any] = {}
+        self.last_result: dict[str, Any] = {}  # the harness result of the last evaluate()
 
     # --- where files live and how the harness starts (the emulator runner overrides these)
     def _new_workdir(self) -> Path:
@@ -75,7 +76,8 @@ class LocalRunner(Runner):
         assert self.workdir is not None, "prepare() first"
         inputs = self.workdir / "inputs.npy"
         np.save(inputs, np.ascontiguousarray(images, dtype=np.uint8))
-        self._call(warmup=0, runs=0, threads=threads, inputs=self._inside(inputs))
+        self.last_result = self._call(warmup=0, runs=0, threads=threads,
+                                      inputs=self._inside(inputs))
         return np.load(self.workdir / "outputs.npy")
 
     def cleanup(self) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 from ..artifacts import Artifact, tool_versions
 from .. import preprocessing as preprocess
 from ..errors import BadInput, first_line
-from ..measure import accuracy, fidelity, latency_stats
+from ..measure import accuracy, degenerate, fidelity, latency_stats
 from .base import Runner
 
 log = logging.getLogger("edgekit")
@@ -21,14 +21,17 @@ PROFILE_SCHEMA = "edgekit.profile/1"
 Status = Callable[[str], None]
 
 
-def input_spec(artifact: Artifact) -> tuple[list[int], bool]:
-    """(NHWC input shape with batch 1, whether the model takes NCHW)."""
+def input_spec(artifact: Artifact, input_size: tuple[int, int] | None = None
+               ) -> tuple[list[int], bool]:
+    """(NHWC input shape with batch 1, whether the model takes NCHW). A dynamic height and
+    width come from ``input_size``, else the size the sidecar recorded, else BadInput."""
+    from ..shapes import concrete
+
     shape = (artifact.meta.get("input") or {}).get("shape")
-    nchw = False
     if not shape:
         if artifact.format == "tflite":
             from ..export.tflite import tflite_io
-            shape = tflite_io(artifact.path)["input"]["shape"]
+            shape = tflite_io(artifact.path)["input"]["shape_signature"]
         elif artifact.format == "onnx":
             import onnxruntime as ort
             try:
@@ -36,24 +39,26 @@ def input_spec(artifact: Artifact) -> tuple[list[int], bool]:
             except Exception as exc:
                 raise BadInput(f"{artifact.path}: onnxruntime cannot load it "
                                f"({first_line(exc, 160)})") from None
-            shape = [d if isinstance(d, int) else 1 for d in sess.get_inputs()[0].shape]
+            shape = list(sess.get_inputs()[0].shape)
         elif artifact.format == "keras":
-            from ..models.load import keras_input_hwc, load_keras
-            shape = [1, *keras_input_hwc(load_keras(artifact.path))]
+            from ..models.load import load_keras
+            shape = list(load_keras(artifact.path).inputs[0].shape)
         else:
             raise BadInput(f"{artifact.path}: profiling a {artifact.format} is not supported; "
                            "export it to .tflite or .onnx first")
-    if len(shape) != 4:
-        raise BadInput(f"{artifact.path}: input shape {shape} is not an image batch")
+    recorded = artifact.meta.get("input_size")
+    size = input_size or (tuple(recorded) if recorded else None)
+    shape = concrete(shape, size, str(artifact.path))
+    nchw = False
     if shape[1] in (1, 3) and shape[3] not in (1, 3):
         nchw, shape = True, [shape[0], shape[2], shape[3], shape[1]]
-    return [1, *[int(s) for s in shape[1:]]], nchw
+    return shape, nchw
 
 
 def profile(artifact: Artifact, runner: Runner, *, data: str | None = None,
             reference: Artifact | None = None, threads: int | None = None, warmup: int = 10,
             runs: int = 100, limit: int | None = None, preprocessing: str | None = None,
-            reference_preprocessing: str | None = None,
+            reference_preprocessing: str | None = None, input_size: tuple[int, int] | None = None,
             status: Status = lambda msg: None, device: str | None = None) -> dict[str, Any]:
     """Measure ``artifact`` on ``runner``; returns an ``edgekit.profile/1`` document."""
     if runs < 1 or warmup < 0:
@@ -69,13 +74,14 @@ def profile(artifact: Artifact, runner: Runner, *, data: str | None = None,
     if getattr(runner, "providers", None) and artifact.format != "onnx":
         raise BadInput(f"--provider picks an onnxruntime execution provider: it applies to "
                        f".onnx models, not {artifact.format}")
-    shape, nchw = input_spec(artifact)
+    shape, nchw = input_spec(artifact, input_size)
     if reference is not None and not data:
         raise BadInput("--reference needs --data: fidelity is measured on real inputs")
     prep = preprocess.resolve(artifact, preprocessing,
                               needed_for="measuring on --data" if data else None)
     if reference is not None:
-        ref_shape, ref_nchw = input_spec(reference)
+        # a dynamic reference takes the profiled model's size
+        ref_shape, ref_nchw = input_spec(reference, input_size or (shape[1], shape[2]))
         if ref_shape != shape:
             raise BadInput(f"reference input {ref_shape[1:]} differs from the model's {shape[1:]}")
         ref_prep = _reference_preprocessing(artifact, prep, reference, reference_preprocessing)
@@ -90,27 +96,62 @@ def profile(artifact: Artifact, runner: Runner, *, data: str | None = None,
             status(f"evaluating {len(images)} images")
             scores = runner.evaluate(images, threads)
     result = _document(artifact, runner, timing, threads, warmup, runs, shape, prep, device)
-    if scores is not None:  # per-image top-1, so `compare` can count agreement across runs
+    data_is_labelled = labels is not None
+    if scores is not None:
+        result["outputs"] = outputs = output_kind(scores, timing.get("n_model_outputs", 1))
+        if outputs["class_scores"]:
+            scores = scores.reshape(len(scores), -1)
+        else:
+            log.warning("%s: %s; accuracy and top-1 agreement are not measured",
+                        artifact.path, outputs["why"])
+            labels, data_is_labelled = None, True
+    if scores is not None and result["outputs"]["class_scores"]:
+        # per-image top-1, so `compare` can count agreement across runs
         result["predictions"] = {"dataset": data, "subset": subset,
                                  "top1": [int(i) for i in np.argmax(scores, axis=1)]}
     if scores is not None and labels is not None:
         if scores.shape[1] <= int(labels.max()):
             raise BadInput(f"{data}: labels go up to {int(labels.max())} but the model has "
                            f"{scores.shape[1]} outputs")
-        result["accuracy"] = {**accuracy(scores, labels), "dataset": data, "subset": subset}
-    elif data and labels is None:
+        result["accuracy"] = {**accuracy(scores, labels), "dataset": data, "subset": subset,
+                              "degenerate": degenerate(scores, labels)}
+    elif data and not data_is_labelled:
         log.info("%s has no labels: accuracy not measured", data)
     if reference is not None:
         status(f"running the reference {reference.path.name}")
         with runner:  # the same runner again: same device, same options
             runner.prepare(reference, shape, ref_prep, ref_nchw)
             ref_scores = runner.evaluate(images, threads)
-        result["fidelity"] = {**fidelity(scores, ref_scores), "reference": str(reference.path),
+        if ref_scores.shape[1:] != scores.shape[1:] and ref_scores.size == scores.size:
+            ref_scores = ref_scores.reshape(scores.shape)
+        if ref_scores.shape != scores.shape:
+            raise BadInput(f"the reference's output {list(ref_scores.shape[1:])} differs from "
+                           f"the model's {list(scores.shape[1:])}")
+        result["fidelity"] = {**fidelity(scores, ref_scores, labels,
+                                         classes=result["outputs"]["class_scores"]),
+                              "reference": str(reference.path),
                               "reference_sha256": reference.sha256,
                               "reference_preprocessing": ref_prep}
         if labels is not None:
             result["reference_accuracy"] = {**accuracy(ref_scores, labels), "dataset": data}
     return result
+
+
+def output_kind(scores: np.ndarray, n_outputs: int = 1) -> dict[str, Any]:
+    """Whether a model's outputs are class scores: one output, one vector per image (singleton
+    axes aside). A detector's boxes ([N, 896, 16]) or a segmentation map are not: their
+    argmax is no class, so no top-1 is computed from them."""
+    per_image = [int(d) for d in scores.shape[1:]]
+    wide = [d for d in per_image if d != 1]
+    if n_outputs != 1:
+        why = f"the model has {n_outputs} outputs, not one vector of class scores"
+    elif len(wide) > 1:
+        why = f"its output is {per_image} per image, not one vector of class scores"
+    elif not wide or wide[0] < 2:
+        why = f"its output is {per_image} per image: fewer than 2 classes"
+    else:
+        return {"class_scores": True, "shape": per_image, "count": n_outputs}
+    return {"class_scores": False, "shape": per_image, "count": n_outputs, "why": why}
 
 
 def _reference_preprocessing(artifact: Artifact, prep: dict, reference: Artifact,
@@ -120,7 +161,8 @@ def _reference_preprocessing(artifact: Artifact, prep: dict, reference: Artifact
     ref_prep = preprocess.resolve(reference, flag, flag_name="--reference-preprocessing")
     if ref_prep is not None:
         return ref_prep
-    if (artifact.meta.get("parent") or {}).get("sha256") == reference.sha256 and artifact.preprocessing:
+    made_from_it = (artifact.meta.get("parent") or {}).get("sha256") == reference.sha256
+    if made_from_it and artifact.preprocessing:
         return {**prep, "decided_by": f"the profiled model's sidecar ({prep.get('decided_by')}; "
                                       "it was made from this reference)"}
     return preprocess.resolve(reference, None, needed_for="--reference",
@@ -147,6 +189,29 @@ def _load_images(data: str, limit: int | None, shape: list[int], status: Status,
     return images, None if dataset.labels is None else dataset.labels[idx], subset
 
 
+def _memory(timing: dict) -> dict[str, Any]:
+    """Memory figures of one harness run, each saying what it includes."""
+    if timing.get("memory_note"):  # a runner with its own measure (benchmark_model, ssh)
+        return {"peak_rss_mb": timing["peak_rss_timing_mb"],
+                "model_rss_mb": timing["rss_loaded_mb"] - timing["rss_start_mb"],
+                "note": timing["memory_note"]}
+    out = {"peak_rss_mb": timing["peak_rss_timing_mb"],
+           "model_rss_mb": timing["rss_loaded_mb"] - timing["rss_start_mb"],
+           "baseline_rss_mb": timing["rss_start_mb"]}
+    if timing.get("peak_reset"):
+        out["model_peak_mb"] = timing["peak_rss_timing_mb"] - timing["rss_start_mb"]
+        out["note"] = ("a fresh harness process per measurement: baseline_rss_mb is Python, "
+                       "numpy and the runtime before the model; model_rss_mb what loading the "
+                       "model added; model_peak_mb the most the model added while it loaded "
+                       "and ran (peak reset after the runtime was imported); peak_rss_mb the "
+                       "whole process's peak (VmHWM)")
+    else:
+        out["note"] = ("peak_rss_mb is the harness process's peak, including Python, numpy and "
+                       "the runtime (this system cannot reset the peak, so the model's own "
+                       "peak is not separated); model_rss_mb is what loading the model added")
+    return out
+
+
 def _document(artifact: Artifact, runner: Runner, timing: dict, threads: int | None,
               warmup: int, runs: int, shape: list[int], prep: dict,
               device: str | None = None) -> dict[str, Any]:
@@ -166,11 +231,7 @@ def _document(artifact: Artifact, runner: Runner, timing: dict, threads: int | N
             {} if runner.latency_meaningful else
             {"meaningful": False, "note": runner.latency_note}),
         "init_ms": timing["init_ms"],
-        "memory": {"peak_rss_mb": timing["peak_rss_timing_mb"],
-                   "model_rss_mb": timing["rss_loaded_mb"] - timing["rss_start_mb"],
-                   "note": timing.get("memory_note") or
-                   "peak RSS of the harness process while timing; model_rss_mb is the RSS "
-                   "growth from loading the model"},
+        "memory": _memory(timing),
         "accuracy": None, "fidelity": None,
         "provenance": {"measured": f"{runner.name} runner on {timing['cpu']}",
                        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
