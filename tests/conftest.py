@@ -205,3 +205,18 @@ def small_formats(shared, small_keras) -> Path:
         keras.saving.load_model(part / "m.keras").save(part / "m.h5")
 
     return once_folder(shared / "small_formats", fill)
+
+
+@pytest.fixture(scope="session")
+def photos(shared):
+    """A flat folder of 200 unlabelled PNG images: a calibration set as users have it."""
+    from PIL import Image
+
+    from edgekit.data import load_dataset
+
+    def fill(part):
+        ds = load_dataset("fashion-mnist-sample:train")
+        for i in range(0, len(ds), 10):
+            Image.fromarray(ds.images(i)).save(part / f"img_{i:04d}.png")
+
+    return once_folder(shared / "photos", fill)
