@@ -64,8 +64,13 @@ def describe(prep: dict | None) -> str:
     """One line for the console: what the input is and how that was decided."""
     if not prep or prep.get("name") == "unknown":
         return "unknown"
-    name = prep.get("name")
-    what = RANGES.get(name) or f"(pixel - {prep.get('mean')}) / {prep.get('std')}"
+    name = prep.get("name") or next(
+        (n for n, v in PREPROCESSING.items()
+         if np.allclose(v["mean"], prep.get("mean", []) or [np.nan])
+         and np.allclose(v["std"], prep.get("std", []) or [np.nan])), None)
+    what = RANGES.get(name) or (f"pixel * {prep.get('scale')} + {prep.get('offset', 0)}"
+                                if "mean" not in prep else
+                                f"(pixel - {prep.get('mean')}) / {prep.get('std')}")
     return f"{what} ({prep.get('decided_by') or 'sidecar'})"
 
 
