@@ -134,15 +134,10 @@ def keras_counts(model) -> dict:
 
 
 def _keras_model(model, keras) -> dict:
-    def leaves(layers):
-        for layer in layers:
-            if isinstance(layer, keras.Model):
-                yield from leaves(layer.layers)
-            else:
-                yield layer
+    from .models.load import leaf_layers
 
     layers, ops, notes = [], Counter(), []
-    for layer in leaves(model.layers):
+    for layer in leaf_layers(model):
         ops[type(layer).__name__] += 1
         layers.extend(_keras_layer(layer, keras, notes))
     dtypes = {str(w.dtype) for w in model.weights}

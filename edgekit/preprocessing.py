@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from .errors import BadInput
+from .shapes import channels_axis
 
 # Named conventions, in 0..255 pixel units: x = (pixel - mean) / std.
 PREPROCESSING = {
@@ -34,10 +35,8 @@ PREPROCESSING = {
     "raw": {"mean": [0.0] * 3, "std": [1.0] * 3},  # [0, 255]
 }
 RANGES = {"tf": "[-1, 1]", "torch": "ImageNet mean/std", "unit": "0..1", "raw": "raw 0..255"}
-FLAG_HINT = "pass --preprocessing tf|torch|unit|raw"
 # Input values used where only the shape matters (timing runs): any finite range will do.
-TIMING_ONLY = {"mean": [127.5] * 3, "std": [127.5] * 3, "channel_order": "RGB",
-               "name": "unknown", "decided_by": "unknown (used for timing inputs only)"}
+TIMING_ONLY = {"mean": [127.5] * 3, "std": [127.5] * 3, "channel_order": "RGB"}
 
 # keras.applications layouts with nothing in the graph, recognised by layer names that only
 # they use, and the range their ``preprocess_input`` produces (keras/src/applications/*.py).
@@ -62,7 +61,7 @@ def named(name: str, decided_by: str | None = None) -> dict[str, Any]:
 
 def describe(prep: dict | None) -> str:
     """One line for the console: what the input is and how that was decided."""
-    if not prep or prep.get("name") == "unknown":
+    if not prep:
         return "unknown"
     name = prep.get("name") or next(
         (n for n, v in PREPROCESSING.items()
@@ -75,21 +74,22 @@ def describe(prep: dict | None) -> str:
 
 
 def resolve(art, flag: str | None = None, *, needed_for: str | None = None, model=None,
-            flag_name: str = "--preprocessing") -> dict[str, Any] | None:
+            flag_name: str = "--preprocessing",
+            fallback: dict | None = None) -> dict[str, Any] | None:
     """The preprocessing of artifact ``art``: ``flag``, else its sidecar, else read from its
-    graph (``model``: the loaded Keras model, when the caller has it). Unknown is ``None``,
-    or, when ``needed_for`` names what needs it, one BadInput saying how to state it."""
+    graph (``model``: the loaded Keras model, when the caller has it), else ``fallback``.
+    Unknown is ``None``, or, when ``needed_for`` names what needs it, one BadInput saying how
+    to state it."""
     if flag:
         return named(flag, f"{flag_name} {flag}")
     if art.preprocessing:
         return {**art.preprocessing,
                 "decided_by": art.preprocessing.get("decided_by") or "sidecar"}
     prep, why = infer(art, model)
+    prep = prep or fallback
     if prep is None and needed_for:
-        hint = FLAG_HINT if flag_name == "--preprocessing" else FLAG_HINT.replace(
-            "--preprocessing", flag_name)
         raise BadInput(f"{art.path}: the input range it expects is unknown ({why}); "
-                       f"{needed_for} needs it", hint=hint)
+                       f"{needed_for} needs it", hint=f"pass {flag_name} tf|torch|unit|raw")
     return prep
 
 
@@ -136,27 +136,15 @@ def from_keras(model) -> tuple[dict | None, str]:
 def _leading_keras_layers(model):
     """(the Rescaling/Normalization layers the input meets first, nested models entered;
     every layer of the model and its nested models)."""
+    import itertools
+
     import keras
 
+    from .models.load import leaf_layers
+
+    flat = [l for l in leaf_layers(model) if not isinstance(l, keras.layers.InputLayer)]
     pre_types = (keras.layers.Rescaling, keras.layers.Normalization)
-    chain, flat, leading = [], [], True
-
-    def walk(m):
-        nonlocal leading
-        for layer in m.layers:
-            if isinstance(layer, keras.layers.InputLayer):
-                continue
-            if isinstance(layer, keras.Model) and hasattr(layer, "layers"):
-                walk(layer)
-                continue
-            flat.append(layer)
-            if leading and isinstance(layer, pre_types):
-                chain.append(layer)
-            else:
-                leading = False
-
-    walk(model)
-    return chain, flat
+    return list(itertools.takewhile(lambda l: isinstance(l, pre_types), flat)), flat
 
 
 def _probe_keras(chain, shape) -> tuple[np.ndarray, np.ndarray]:
@@ -201,7 +189,7 @@ def from_onnx(proto) -> tuple[dict | None, str]:
             for d in inputs[0].type.tensor_type.shape.dim]
     if len(dims) != 4:
         return None, f"no sidecar, and its input has {len(dims)} dimensions, not 4"
-    channel_axis = 1 if dims[1] in (1, 3) and dims[3] not in (1, 3) else 3
+    channel_axis = channels_axis(dims)
     channels = dims[channel_axis] or 3
     probe_shape = [2, 1, 1, 1]
     probe_shape[channel_axis] = channels
@@ -258,7 +246,3 @@ def for_timing(prep: dict | None) -> dict:
     """``prep``, or neutral values for a run that only times the model."""
     return prep or TIMING_ONLY
 
-
-def shown(prep: dict | None) -> dict | None:
-    """``prep`` as results record it: None for the timing-only stand-in."""
-    return None if not prep or prep.get("name") == "unknown" else prep

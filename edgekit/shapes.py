@@ -13,8 +13,6 @@ from typing import Sequence
 
 from .errors import BadInput
 
-SIZE_HELP = ("Input height and width for a model whose input size is dynamic: H, HxW or a "
-             "whole shape such as 1x3x320x320.")
 _SIZE = re.compile(r"\d+(x\d+){0,3}")
 
 

@@ -216,22 +216,15 @@ def _write(best, output: Path, profile, doc: dict, source, force: bool) -> dict:
     return {"path": str(output), "inherited": inherited}
 
 
-def _leaves(model):
-    """The layers of a model, nested models (a keras.applications base) entered."""
-    for layer in model.layers:
-        if hasattr(layer, "layers"):
-            yield from _leaves(layer)
-        else:
-            yield layer
-
-
 def _inherit(src, dst) -> tuple[int, int, list[tuple[str, str]]]:
     """Copy weights layer by layer where the name and every weight shape match: (copied,
     weighted layers, (layer, why not) for each one not copied)."""
-    by_name = {layer.name: layer for layer in _leaves(src)}
+    from ..models.load import leaf_layers
+
+    by_name = {layer.name: layer for layer in leaf_layers(src)}
     copied = total = 0
     misses = []
-    for layer in _leaves(dst):
+    for layer in leaf_layers(dst):
         weights = layer.get_weights()
         if not weights:
             continue

@@ -38,6 +38,16 @@ def load_keras(path: str | Path, unsafe: bool = False):
         raise BadInput(f"{path}: cannot load as a Keras model ({first_line(exc)})") from None
 
 
+def leaf_layers(model):
+    """Every layer of a Keras model, nested models (a keras.applications base) entered."""
+    keras = import_keras()
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from leaf_layers(layer)
+        else:
+            yield layer
+
+
 def keras_input_hwc(model) -> tuple[int, int, int]:
     shape = tuple(model.inputs[0].shape)
     if len(shape) != 4 or any(d is None for d in shape[1:]):
@@ -51,7 +61,7 @@ def with_input_size(model, size: tuple[int, int] | None, what: str = "the model"
     the same weights when it is dynamic (``(None, None, C)``); BadInput when it is dynamic and
     no size is given. The copy is rebuilt from the model's config with every InputLayer's
     height and width set (nested models too), so every layer's shapes are concrete."""
-    from ..shapes import concrete, is_dynamic
+    from ..shapes import channels_axis, concrete, is_dynamic
 
     shape = list(model.inputs[0].shape)
     if len(shape) != 4 or not is_dynamic(shape):
@@ -68,7 +78,7 @@ def with_input_size(model, size: tuple[int, int] | None, what: str = "the model"
                 key = "batch_shape" if "batch_shape" in cfg else "batch_input_shape"
                 old = list(cfg.get(key) or [])
                 if len(old) == 4:
-                    h, w = (2, 3) if old[1] in (1, 3) and old[3] not in (1, 3) else (1, 2)
+                    h, w = (2, 3) if channels_axis(old) == 1 else (1, 2)
                     old[h], old[w] = size
                     cfg[key] = old
             for value in node.values():

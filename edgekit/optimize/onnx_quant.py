@@ -201,7 +201,7 @@ def float_source(source: Artifact, target: str, opset: int, unsafe: bool,
                        f"not a {source.format} file")
     model = with_input_size(load_keras(source.path, unsafe=unsafe), input_size, str(source.path))
     fproto, facts = float_onnx(source, onnx_target, opset, model=model)
-    if input_size is not None and model is not None:
+    if input_size is not None:
         facts["input_size"] = list(input_size)
     return fproto, facts, keras_input_hwc(model), layout(onnx_target)["nchw"]
 

@@ -23,29 +23,31 @@ import numpy as np
 HARNESS_VERSION = 2
 
 
-def rss_mb():
-    """Current resident set size (Linux /proc), else the peak as a fallback."""
+def _status_mb(field):
+    """A memory field of /proc/self/status (Linux) in MB, else None."""
     try:
         with open("/proc/self/status") as fh:
             for line in fh:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) / 1024.0
     except OSError:
         pass
-    return peak_rss_mb()
+    return None
+
+
+def rss_mb():
+    """Current resident set size (Linux /proc), else the peak as a fallback."""
+    rss = _status_mb("VmRSS")
+    return peak_rss_mb() if rss is None else rss
 
 
 def peak_rss_mb():
     """Peak resident set size of this process image: VmHWM on Linux. Not ru_maxrss: Linux
     carries the parent's peak into a child across exec, so a harness started by a process
     holding TensorFlow reported that process's 1.7 GB."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
+    hwm = _status_mb("VmHWM")
+    if hwm is not None:
+        return hwm
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
 

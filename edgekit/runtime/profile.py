@@ -96,26 +96,25 @@ def profile(artifact: Artifact, runner: Runner, *, data: str | None = None,
             status(f"evaluating {len(images)} images")
             scores = runner.evaluate(images, threads)
     result = _document(artifact, runner, timing, threads, warmup, runs, shape, prep, device)
-    data_is_labelled = labels is not None
+    classes = False
     if scores is not None:
         result["outputs"] = outputs = output_kind(scores, timing.get("n_model_outputs", 1))
-        if outputs["class_scores"]:
+        classes = outputs["class_scores"]
+        if classes:
             scores = scores.reshape(len(scores), -1)
+            # per-image top-1, so `compare` can count agreement across runs
+            result["predictions"] = {"dataset": data, "subset": subset,
+                                     "top1": [int(i) for i in np.argmax(scores, axis=1)]}
         else:
             log.warning("%s: %s; accuracy and top-1 agreement are not measured",
                         artifact.path, outputs["why"])
-            labels, data_is_labelled = None, True
-    if scores is not None and result["outputs"]["class_scores"]:
-        # per-image top-1, so `compare` can count agreement across runs
-        result["predictions"] = {"dataset": data, "subset": subset,
-                                 "top1": [int(i) for i in np.argmax(scores, axis=1)]}
-    if scores is not None and labels is not None:
+    if classes and labels is not None:
         if scores.shape[1] <= int(labels.max()):
             raise BadInput(f"{data}: labels go up to {int(labels.max())} but the model has "
                            f"{scores.shape[1]} outputs")
         result["accuracy"] = {**accuracy(scores, labels), "dataset": data, "subset": subset,
                               "degenerate": degenerate(scores, labels)}
-    elif data and not data_is_labelled:
+    elif data and labels is None:
         log.info("%s has no labels: accuracy not measured", data)
     if reference is not None:
         status(f"running the reference {reference.path.name}")
@@ -127,12 +126,11 @@ def profile(artifact: Artifact, runner: Runner, *, data: str | None = None,
         if ref_scores.shape != scores.shape:
             raise BadInput(f"the reference's output {list(ref_scores.shape[1:])} differs from "
                            f"the model's {list(scores.shape[1:])}")
-        result["fidelity"] = {**fidelity(scores, ref_scores, labels,
-                                         classes=result["outputs"]["class_scores"]),
+        result["fidelity"] = {**fidelity(scores, ref_scores, labels, classes=classes),
                               "reference": str(reference.path),
                               "reference_sha256": reference.sha256,
                               "reference_preprocessing": ref_prep}
-        if labels is not None:
+        if classes and labels is not None:
             result["reference_accuracy"] = {**accuracy(ref_scores, labels), "dataset": data}
     return result
 
@@ -158,14 +156,11 @@ def _reference_preprocessing(artifact: Artifact, prep: dict, reference: Artifact
                              flag: str | None) -> dict:
     """The reference's own preprocessing (flag, sidecar, graph); when none is known and the
     profiled model was made from this very reference, the one the profiled model records."""
-    ref_prep = preprocess.resolve(reference, flag, flag_name="--reference-preprocessing")
-    if ref_prep is not None:
-        return ref_prep
     made_from_it = (artifact.meta.get("parent") or {}).get("sha256") == reference.sha256
-    if made_from_it and artifact.preprocessing:
-        return {**prep, "decided_by": f"the profiled model's sidecar ({prep.get('decided_by')}; "
-                                      "it was made from this reference)"}
-    return preprocess.resolve(reference, None, needed_for="--reference",
+    fallback = ({**prep, "decided_by": f"the profiled model's sidecar ({prep.get('decided_by')};"
+                                       " it was made from this reference)"}
+                if made_from_it and artifact.preprocessing else None)
+    return preprocess.resolve(reference, flag, needed_for="--reference", fallback=fallback,
                               flag_name="--reference-preprocessing")
 
 
@@ -191,13 +186,11 @@ def _load_images(data: str, limit: int | None, shape: list[int], status: Status,
 
 def _memory(timing: dict) -> dict[str, Any]:
     """Memory figures of one harness run, each saying what it includes."""
-    if timing.get("memory_note"):  # a runner with its own measure (benchmark_model, ssh)
-        return {"peak_rss_mb": timing["peak_rss_timing_mb"],
-                "model_rss_mb": timing["rss_loaded_mb"] - timing["rss_start_mb"],
-                "note": timing["memory_note"]}
     out = {"peak_rss_mb": timing["peak_rss_timing_mb"],
-           "model_rss_mb": timing["rss_loaded_mb"] - timing["rss_start_mb"],
-           "baseline_rss_mb": timing["rss_start_mb"]}
+           "model_rss_mb": timing["rss_loaded_mb"] - timing["rss_start_mb"]}
+    if timing.get("memory_note"):  # a runner with its own measure (benchmark_model, ssh)
+        return {**out, "note": timing["memory_note"]}
+    out["baseline_rss_mb"] = timing["rss_start_mb"]
     if timing.get("peak_reset"):
         out["model_peak_mb"] = timing["peak_rss_timing_mb"] - timing["rss_start_mb"]
         out["note"] = ("a fresh harness process per measurement: baseline_rss_mb is Python, "
@@ -220,7 +213,7 @@ def _document(artifact: Artifact, runner: Runner, timing: dict, threads: int | N
         "model": {"path": str(artifact.path), "sha256": artifact.sha256,
                   "format": artifact.format, "precision": artifact.precision,
                   "size_bytes": artifact.meta.get("size_bytes") or Path(artifact.path).stat().st_size,
-                  "input_shape": shape, "preprocessing": preprocess.shown(prep)},
+                  "input_shape": shape, "preprocessing": prep},
         "device": {"name": device or ("host" if runner.name == "local" else runner.name),
                    "cpu": timing["cpu"], "cores": timing["cores"], "machine": timing["machine"],
                    "system": timing["system"]},
