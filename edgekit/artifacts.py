@@ -137,6 +137,10 @@ class Artifact:
             self.meta["sha256"] = sha256_of(self.path)
         return self.meta["sha256"]
 
+    def to_json(self) -> dict[str, Any]:
+        """The sidecar's facts with the model's path, as ``--json`` prints them."""
+        return {**self.meta, "path": str(self.path)}
+
 
 def open_artifact(path: str | Path) -> Artifact:
     """Open a model file or SavedModel folder, with its sidecar when there is a valid one."""

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import Any, Optional
 
 from .compare import degenerate_reasons
 from .errors import BadInput
 from .recipe import Recipe
 
-if TYPE_CHECKING:
-    from .pipeline import Step
+Step = Any  # a pipeline step: .id, .name, .makes_model, .record (its stage.json)
 
 def evaluate_gates(recipe: Recipe, steps: list[Step]) -> list[dict]:
     """Each gate of the recipe against the final model and the last profile of it."""

@@ -1,8 +1,10 @@
-"""``edgekit run``: a recipe executed stage by stage through the edgekit commands themselves.
+"""``edgekit run``: a recipe executed stage by stage through the stages' library functions.
 
-Each stage becomes the command line a user would type (``edgekit quantize IN --mode int8 ...
--o OUT``) and runs in this process through the same Typer command, so a recipe and the CLI
-share one execution path and cannot drift apart.
+Each stage's options are validated by the stage's options model and handed to its function
+(``edgekit.stages``), the same function and model the ``edgekit STAGE`` command uses, so a
+recipe and the CLI share one execution path and cannot drift apart. Each stage also has the
+command line a user would type to do the same (``edgekit quantize IN --mode int8 ... -o
+OUT``), made from the options model: ``--dry-run`` prints it and ``stage.json`` records it.
 
 Every stage's output lives in a content-addressed cache: the key is the sha256 of the stage's
 name, its options (datasets, references and model files replaced by the sha256 of their
@@ -20,6 +22,7 @@ stages with their commands, keys, timings and hashes, the gates and the provenan
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -33,12 +36,12 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from .errors import BadInput, EdgekitError, GateFailed
-from .recipe import (DATA_OPTIONS, MANAGED, as_reference, load_recipe, makes_model,
-                     stage_to_dict)
+from .recipe import DATA_OPTIONS, as_reference, load_recipe, makes_model, stage_to_dict
 from .results import RUN_SCHEMA
+from .stages import get as get_stage
+from .stages.base import QUIET, Reporter
 
 STAGE_SCHEMA = "edgekit.stage/1"
-DEVICE_STAGES = ("scale", "profile")
 
 
 @dataclass
@@ -58,11 +61,9 @@ class Step:
 
     @property
     def suffix(self) -> str:
-        if self.name == "profile":
-            return ".json"
-        if self.name in ("quantize", "export"):
-            return "." + self.options.get("fmt", "tflite")
-        return ".keras"
+        from types import SimpleNamespace
+
+        return get_stage(self.name).suffix(SimpleNamespace(fmt=self.options.get("fmt")))
 
     @property
     def makes_model(self) -> bool:
@@ -96,7 +97,7 @@ class Pipeline:
         for stage in self.stages:
             options = stage_to_dict(stage.options)
             options.pop("stage")
-            if stage.name in DEVICE_STAGES and r.device and "device" not in options:
+            if get_stage(stage.name).needs_device and r.device and "device" not in options:
                 options["device"] = r.device
             if stage.name == "scale":
                 for k, v in r.budget.model_dump(exclude_none=True).items():
@@ -176,7 +177,7 @@ class Pipeline:
             config["<input>"] = self._file_hash(self._local(self.recipe.model))
         if any(_pending(v) for v in config.values()):
             return None
-        if step.name in DEVICE_STAGES and step.device:
+        if get_stage(step.name).needs_device and step.device:
             from .devices import load_device
 
             config["<device>"] = load_device(step.device).model_dump(mode="json")
@@ -195,32 +196,33 @@ class Pipeline:
             return step.record["output"]["sha256"] if step and step.record else _PENDING
         return value
 
-    def argv(self, step: Step, done: dict[str, Step], output: Path) -> list[str]:
-        """The edgekit command line of ``step``, writing ``output``."""
-        from .cli import command as cli_command
-
+    def call(self, step: Step, done: dict[str, Step]) -> tuple[Optional[str], dict[str, Any]]:
+        """(the model the step starts from, its option values), references to earlier
+        steps' outputs filled in (``<id>`` while they have not run)."""
         def fill(v):
             if isinstance(v, str) and v.startswith("@"):
                 s = done.get(v[1:])
                 return s.record["output"]["path"] if s and s.record else f"<{v[1:]}>"
             return v
 
+        values = {k: fill(v) if not isinstance(v, list) else [fill(x) for x in v]
+                  for k, v in step.options.items()}
         if step.name == "build":
-            command, head = cli_command().commands["zoo"].commands["build"], ["zoo", "build"]
-            opts = dict(step.options)
-            head.append(opts.pop("family"))
-        else:
-            command, head = cli_command().commands[step.name], [step.name]
-            opts = {k: fill(v) if not isinstance(v, list) else [fill(x) for x in v]
-                    for k, v in step.options.items()}
-            source = (fill("@" + step.input) if step.input else
-                      str(self._local(self.recipe.model)) if self.recipe.model else None)
-            if step.name == "scale":
-                if source:
-                    head += ["--from", source]
-            else:
-                head.append(source)
-        return [*head, *_options_argv(command, opts), "-o", str(output)]
+            return None, values
+        source = (fill("@" + step.input) if step.input else
+                  str(self._local(self.recipe.model)) if self.recipe.model else None)
+        return source, values
+
+    def argv(self, step: Step, done: dict[str, Step], output: Path) -> list[str]:
+        """The edgekit command line that does what ``step`` does, writing ``output``."""
+        source, values = self.call(step, done)
+        stage = get_stage(step.name)
+        head = ["zoo", "build"] if step.name == "build" else [step.name]
+        if source and stage.source == "from":
+            head += ["--from", source]
+        elif source:
+            head.append(source)
+        return [*head, *options_argv(stage.options, values), "-o", str(output)]
 
     def problems(self) -> list[str]:
         """Inputs the run would miss (datasets, model files, weights), one line each."""
@@ -259,11 +261,15 @@ class Pipeline:
         return rows
 
     def run(self, runs_dir: Path, *, use_cache: bool = True,
-            announce: Callable[[Step, bool], None] = lambda step, cached: None) -> dict:
+            announce: Callable[[Step, bool], None] = lambda step, cached: None,
+            watch: Optional[Callable[[Step], Any]] = None,
+            show: Callable[[Step, Any], None] = lambda step, result: None) -> dict:
         """Run every step (from the cache where it can), then the gates; write the run folder.
 
         Returns the run document (also ``run.json``); a failed gate raises GateFailed after
-        the folder is complete, an interrupted stage leaves the finished ones in the cache."""
+        the folder is complete, an interrupted stage leaves the finished ones in the cache.
+        ``watch(step)``: a context manager giving the Reporter of a running step; ``show``
+        gets each step's result once it has run (not for cached ones)."""
         from . import __version__
         from .artifacts import sha256_of
 
@@ -288,7 +294,7 @@ class Pipeline:
         try:
             for step in self.steps:
                 s0 = time.perf_counter()
-                cached = self._execute(step, done, use_cache, announce)
+                cached = self._execute(step, done, use_cache, announce, watch, show)
                 done[step.id] = step
                 doc["stages"].append(self._link(step, folder, cached,
                                                  time.perf_counter() - s0))
@@ -316,7 +322,7 @@ class Pipeline:
         return doc
 
     def _execute(self, step: Step, done: dict[str, Step], use_cache: bool,
-                 announce: Callable[[Step, bool], None]) -> bool:
+                 announce: Callable[[Step, bool], None], watch, show) -> bool:
         """Run ``step`` unless the cache has it; True when it came from the cache."""
         from .artifacts import sha256_of, size_of
 
@@ -335,8 +341,13 @@ class Pipeline:
         step.argv = self.argv(step, done, output)
         announce(step, False)
         t0 = time.perf_counter()
+        stage = get_stage(step.name)
+        source, values = self.call(step, done)
         try:
-            _invoke(step.argv)
+            options = stage.validate(values)
+            with (watch(step) if watch else contextlib.nullcontext(QUIET)) as reporter:
+                result = stage.run(Path(source) if source else None, options, output,
+                                   force=False, reporter=reporter)
         except EdgekitError as exc:  # say which stage, keep the exit code
             raise type(exc)(f"stage {step.id} ({step.name}): {exc.message}",
                             hint=exc.hint) from None
@@ -344,6 +355,7 @@ class Pipeline:
             raise KeyboardInterrupt  # the stage may be incomplete, so it is not cached
         if not output.exists():
             raise EdgekitError(f"stage {step.id}: edgekit {step.name} wrote no output")
+        show(step, result)
         record = {"schema": STAGE_SCHEMA, "stage": step.name, "id": step.id, "key": step.key,
                   "command": _shell(["edgekit", *step.argv]), "argv": step.argv,
                   "seconds": round(time.perf_counter() - t0, 3),
@@ -368,6 +380,16 @@ class Pipeline:
                 "cached": cached, "seconds": rec["seconds"], "wall_s": round(wall_s, 3),
                 "command": rec["command"], "input": step.input,
                 "output": {**rec["output"], "path": str(dst), "cache_path": rec["output"]["path"]}}
+
+
+def open_recipe(recipe: str, cache_dir: Path) -> Pipeline:
+    """The Pipeline of a recipe file, or of a shipped recipe named without a path (whose
+    relative paths are then read from the working folder)."""
+    from .recipe import recipe_path
+
+    path = recipe_path(recipe)
+    return Pipeline(path, cache_dir,
+                    base=Path.cwd() if not Path(recipe).expanduser().exists() else None)
 
 
 def _watch_ctrl_c(pipe: "Pipeline") -> Callable[[], None]:
@@ -396,44 +418,29 @@ def _pending(value: Any) -> bool:
     return value is _PENDING
 
 
-def _options_argv(command, options: dict[str, Any]) -> list[str]:
-    """Command-line words for ``options`` (parameter name -> value) of a Typer command."""
-    params = {p.name: p for p in command.params}
-    out: list[str] = []
-    for name, value in options.items():
-        if name in MANAGED or value is None:
+def options_argv(model, values: dict[str, Any]) -> list[str]:
+    """Command-line words for option ``values`` (name -> value) of a stage's options model:
+    arguments by their place, then each option by its flag."""
+    from .stages.base import flags_of, is_argument
+
+    fields = model.model_fields
+    out = [str(values[n]) for n, f in fields.items() if is_argument(f) and n in values]
+    for name, value in values.items():
+        field = fields[name]
+        if value is None or is_argument(field):
             continue
-        p = params[name]
-        flag = next((o for o in p.opts if o.startswith("--")), p.opts[0])
-        if getattr(p, "is_flag", False) and isinstance(value, bool):
+        flag, _, negative = flags_of(name, field)[0].partition("/")
+        if isinstance(value, bool) and field.annotation in (bool, Optional[bool]):
             if value:
                 out.append(flag)
-            elif p.secondary_opts:
-                out.append(p.secondary_opts[0])
-        elif p.multiple:
+            elif negative:
+                out.append(negative)
+        elif isinstance(value, list):
             for v in value:
                 out += [flag, str(v)]
         else:
             out += [flag, str(value)]
     return out
-
-
-def _invoke(argv: list[str]) -> None:
-    """Run ``edgekit ARGV`` in this process, exactly as the command line would."""
-    from .cli import command as cli_command
-
-    try:
-        code = cli_command().main(args=argv, prog_name="edgekit", standalone_mode=False)
-    except EdgekitError:
-        raise
-    except Exception as exc:  # typer's vendored click: usage errors, duck-typed as in cli
-        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
-            raise BadInput(f"edgekit {argv[0]}: {exc.format_message()}") from None
-        raise
-    if code == 130:  # typer turns Ctrl-C into Exit(130), which it returns here
-        raise KeyboardInterrupt
-    if isinstance(code, int) and code:
-        raise EdgekitError(f"edgekit {argv[0]} exited with {code}")
 
 
 def _shell(argv: list[str]) -> str:

@@ -1,11 +1,11 @@
 """Recipes: a deployment written down once as YAML, validated with pydantic.
 
 A recipe names its input (a model file, or a zoo build), the device, its budgets (handed to a
-scale stage), named datasets, the ordered stages and the gates. Each stage *is* an edgekit
-command: ``{stage: quantize, mode: int8, calib: "@train"}`` takes exactly the options of
-``edgekit quantize``, because the schema of every stage is made from the command's own options.
-A recipe and the command line therefore cannot drift apart, and ``--save-recipe`` writes the
-same keys back.
+scale stage), named datasets, the ordered stages and the gates. Each stage takes its
+stage's options model (``edgekit.stages``): ``{stage: quantize, mode: int8, calib: "@train"}``
+takes exactly the options of ``edgekit quantize``, because the command is made from the same
+model. A recipe and the command line therefore cannot drift apart, and ``--save-recipe`` writes
+the same keys back.
 
 Two keys of a stage belong to the runner: ``id`` (its name; default the command's) and
 ``input`` (``"@id"`` of an earlier stage's model; default the previous one). An option value
@@ -25,13 +25,12 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
+from .errors import EdgekitError
+
 SCHEMA = "edgekit.recipe/1"
-STAGES = ("scale", "prune", "finetune", "quantize", "export", "profile")
-# Options the runner sets itself: each stage's input is the previous stage's output.
-MANAGED = {"model", "output", "force", "json_out", "from_model", "save_recipe"}
-# Keys of a stage that belong to the runner, not to the command: the stage's name (for
-# references such as ``teacher: "@teacher"``) and the model it starts from (default: the
-# previous stage's output).
+# Keys of a stage that belong to the runner, not to the stage's options: the stage's name
+# (for references such as ``teacher: "@teacher"``) and the model it starts from (default:
+# the previous stage's output).
 RUNNER_KEYS = ("id", "input")
 # Options that name datasets: their relative paths are read from the recipe's folder.
 DATA_OPTIONS = ("data", "calib", "val_data")
@@ -42,14 +41,8 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class ZooSource(_Strict):
-    family: str
-    width: Optional[float] = None
-    depth: Optional[float] = None
-    resolution: Optional[int] = None
-    classes: int = 1000
-    weights: Optional[str] = None  # "imagenet" or a PyTorch checkpoint
-    seed: int = 0
+# a recipe's ``zoo:`` is the build stage's options
+from .stages.build import BuildOptions as ZooSource  # noqa: E402
 
 
 class Gates(_Strict):
@@ -94,13 +87,20 @@ class Recipe(_Strict):
         return self
 
 
+def recipe_stages() -> tuple[str, ...]:
+    """The stages a recipe lists under ``stages:`` (a zoo build is its ``zoo:``)."""
+    from .registry import STAGES
+
+    return tuple(name for name, entry in STAGES.items() if entry.caps.get("recipe"))
+
+
 @dataclass
 class Stage:
-    """One validated stage: its place, name, command options and runner keys."""
+    """One validated stage of a recipe: its place, name, options and runner keys."""
 
     index: int  # 1-based
     id: str
-    name: str  # the command
+    name: str  # the stage
     options: BaseModel
     input: Optional[str] = None  # "@id" of an earlier stage, else the previous output
 
@@ -109,29 +109,20 @@ class Stage:
         return makes_model(self.name)
 
 
-def makes_model(command: str) -> bool:
+def makes_model(stage: str) -> bool:
     """Whether a stage's output is a model (the next stage's input); profile writes a result."""
-    return command != "profile"
+    from .stages import get
 
-
-def _option_type(param) -> Any:
-    """The Python type of one command option (its annotation in the command's signature)."""
-    return Optional[param.type_descriptor.annotation]
+    return get(stage).makes_model
 
 
 @lru_cache(maxsize=None)
 def stage_model(stage: str) -> type[BaseModel]:
-    """A pydantic model of ``stage``'s options, made from the ``edgekit STAGE`` command."""
-    from .cli import command as cli_command
+    """The options model of ``stage`` with its ``stage`` key, as a recipe writes it."""
+    from .stages import get
 
-    command = cli_command().commands[stage]
-    fields: dict[str, Any] = {"stage": (Literal[stage], ...)}
-    for param in command.params:
-        if param.name in MANAGED or param.param_type_name != "option":
-            continue
-        default = list(param.default or []) if param.multiple else param.default
-        fields[param.name] = (_option_type(param), default)
-    return create_model(f"{stage.title()}Stage", __config__=ConfigDict(extra="forbid"), **fields)
+    base = get(stage).options
+    return create_model(f"{stage.title()}Stage", __base__=base, stage=(Literal[stage], ...))
 
 
 def validate_stages(stages: list[dict[str, Any]], path: Path, node,
@@ -147,14 +138,16 @@ def validate_stages(stages: list[dict[str, Any]], path: Path, node,
             raise error_at(path, node, ("stages", i),
                            "a stage must be a mapping with a 'stage' key")
         name = raw.get("stage")
-        if name not in STAGES:
+        if name not in recipe_stages():
             raise error_at(path, node, ("stages", i, "stage"),
-                           f"unknown stage {name!r} (known: {', '.join(STAGES)})")
+                           f"unknown stage {name!r} (known: {', '.join(recipe_stages())})")
         clean = {k.replace("-", "_"): v for k, v in raw.items() if k not in RUNNER_KEYS}
         try:
             options = stage_model(name).model_validate(clean)
         except ValidationError as exc:
             raise validation_error(path, node, exc, prefix=("stages", i)) from None
+        except EdgekitError as exc:  # a check of the options model: at the stage's line
+            raise error_at(path, node, ("stages", i), exc.message) from None
         taken = {s.id for s in out} | set(datasets) | models
         sid = raw.get("id") or _free_id(name, taken)
         if not isinstance(sid, str) or not _ID.fullmatch(sid) or sid in taken:
@@ -240,7 +233,7 @@ def load_recipe(path: str | Path) -> tuple[Recipe, list[Stage]]:
 
 
 def stage_to_dict(stage: BaseModel) -> dict[str, Any]:
-    """A stage as recipe YAML keys: only the options that differ from the command's defaults."""
+    """A stage as recipe YAML keys: only the options that differ from the stage's defaults."""
     model = type(stage)
     out = {"stage": stage.stage}
     for name, field in model.model_fields.items():
@@ -250,9 +243,10 @@ def stage_to_dict(stage: BaseModel) -> dict[str, Any]:
     return out
 
 
-def command_recipe(stage: str, args: dict[str, Any], base: Path) -> dict[str, Any]:
-    """The recipe (as YAML-ready data) that reproduces ``edgekit STAGE`` called with ``args``
-    (its parameters); paths are written relative to ``base``, the recipe's folder."""
+def command_recipe(stage, options: BaseModel, source: Optional[Path],
+                   base: Path) -> dict[str, Any]:
+    """The recipe (as YAML-ready data) that reproduces ``edgekit STAGE`` run on ``source``
+    with ``options``; paths are written relative to ``base``, the recipe's folder."""
     import datetime as dt
     import os
 
@@ -264,33 +258,32 @@ def command_recipe(stage: str, args: dict[str, Any], base: Path) -> dict[str, An
         return value
 
     today = dt.date.today().isoformat()
-    if stage == "zoo.build":
-        zoo = {k: rel(args[k]) for k in ZooSource.model_fields if args.get(k) is not None}
-        return {"schema": SCHEMA, "name": f"{args['family']}-build",
+    if stage.name == "build":
+        values = options.model_dump()
+        zoo = {k: rel(values[k]) for k in ZooSource.model_fields if values.get(k) is not None}
+        return {"schema": SCHEMA, "name": f"{values['family']}-build",
                 "description": f"written by edgekit zoo build --save-recipe on {today}",
                 "zoo": zoo, "stages": []}
-    options = {k: v for k, v in args.items() if k not in MANAGED}
-    step = stage_to_dict(stage_model(stage).model_validate({"stage": stage, **options}))
+    step = {"stage": stage.name, **options.non_default()}
     step = {k: rel(v) if k in DATA_OPTIONS or isinstance(v, Path) else v
             for k, v in step.items()}
-    source = args.get("from_model") if stage == "scale" else args.get("model")
     stem = Path(source).stem if source else step.get("device", "scaled")
     doc: dict[str, Any] = {
         "schema": SCHEMA,
-        "name": re.sub(r"[^A-Za-z0-9_.-]", "-", f"{stem}-{stage}").lstrip("-.") or stage,
-        "description": f"written by edgekit {stage} --save-recipe on {today}"}
+        "name": re.sub(r"[^A-Za-z0-9_.-]", "-", f"{stem}-{stage.name}").lstrip("-.") or stage.name,
+        "description": f"written by edgekit {stage.name} --save-recipe on {today}"}
     if source:
         doc["model"] = rel(Path(source))
     doc["stages"] = [step]
     return doc
 
 
-def save_command_recipe(path: Path, stage: str, args: dict[str, Any]) -> None:
-    """Write ``command_recipe`` to ``path`` (atomically), checked by loading it back."""
+def save_command_recipe(path: Path, stage, options: BaseModel, source: Optional[Path]) -> None:
+    """Write ``command_recipe`` to ``path`` (atomically)."""
     import yaml
 
     from .artifacts import write_text_atomic
 
-    doc = command_recipe(stage, args, Path(path).parent)
+    doc = command_recipe(stage, options, source, Path(path).parent)
     text = yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
     write_text_atomic(Path(path), text, force=True)

@@ -108,3 +108,12 @@ for _name, (_w, _d, _r, _p) in {
 }.items():
     FAMILIES.add(_name, _MB + "efficientnet_lite", kind="efficientnet_lite",
                  width=_w, depth=_d, resolution=_r, dropout=_p, scales=_WDR)
+
+# The stages: each an options model, a function and its facts (edgekit/stages). ``recipe``:
+# the stages a recipe lists under ``stages:`` (build is its ``zoo:``).
+STAGES = Registry("stage")
+STAGES.add("build", "edgekit.stages.build:BUILD")
+for _stage in ("scale", "prune", "finetune", "quantize", "export", "profile"):
+    _module = {"prune": "train", "finetune": "train", "quantize": "convert",
+               "export": "convert"}.get(_stage, _stage)
+    STAGES.add(_stage, f"edgekit.stages.{_module}:{_stage.upper()}", recipe=True)

@@ -199,3 +199,85 @@ def check(doc: Any, path: Path, schema: str | None = None) -> dict:
             raise BadInput(f"{path}: spec is not an architecture "
                            f"({exc.__class__.__name__}: {str(exc)[:80]})") from None
     return checked
+
+
+# --- typed results of the Python API ---------------------------------------------------------
+
+
+class _View:
+    """Attribute access to one section of a result document (read-only)."""
+
+    def __init__(self, doc: dict):
+        self._doc = doc
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            value = self._doc[name]
+        except KeyError:
+            raise AttributeError(f"no {name!r} in this result (it has: "
+                                 f"{', '.join(self._doc)})") from None
+        return _View(value) if isinstance(value, dict) else value
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._doc!r})"
+
+    def to_json(self) -> dict:
+        """The section as the JSON document edgekit writes."""
+        return self._doc
+
+
+class Latency(_View):
+    """Latency statistics in milliseconds: ``p50_ms``, ``mean_ms``, ``p90_ms``, ``p99_ms``,
+    ``min_ms``, ``max_ms``, ``std_ms``; ``count`` timed runs; ``meaningful`` is False where
+    the runner's timings are not a device's (the emulator)."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name.endswith("_ms"):
+            return self._doc.get(name.removesuffix("_ms"))
+        if name == "meaningful":
+            return self._doc.get("meaningful", True)
+        return super().__getattr__(name)
+
+
+class ProfileResult(_View):
+    """What ``edgekit.profile`` measured (an ``edgekit.profile/1`` document).
+
+    ``latency`` (``.p50_ms`` ...), ``memory`` (``.peak_rss_mb``, ``.model_peak_mb``),
+    ``accuracy`` (``.top1``, ``.top5``, ``.n``; None without data), ``fidelity``
+    (``.top1_agreement``, ``.snr_db``, ``.max_abs_diff``; None without a reference),
+    ``reference_accuracy``, ``model``, ``device``, ``settings``, ``provenance``; ``path``: the
+    file it was written to, if any. ``to_json()`` gives the document."""
+
+    def __init__(self, doc: dict, path: Optional[Path] = None):
+        super().__init__(doc)
+        self.path = path
+
+    @property
+    def latency(self) -> Latency:
+        return Latency(self._doc["latency_ms"])
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("accuracy", "fidelity", "reference_accuracy") and not self._doc.get(name):
+            return None
+        return super().__getattr__(name)
+
+
+class SearchResult(_View):
+    """What ``edgekit.scale`` found (an ``edgekit.scale/1`` document): ``chosen``,
+    ``candidates``, ``budget``, ``latency_model``; ``artifact``: the model it wrote (None
+    without an output). ``to_json()`` gives the document."""
+
+    def __init__(self, doc: dict, artifact=None):
+        super().__init__(doc)
+        self.artifact = artifact
+        self.path = artifact.path if artifact is not None else None
+
+
+class RunResult(_View):
+    """A recipe's run (an ``edgekit.run/1`` document, also its ``run.json``): ``status``,
+    ``stages`` (each with its output and whether it came from the cache), ``gates``,
+    ``run_dir``. ``to_json()`` gives the document."""
+
+    @property
+    def path(self) -> Path:
+        return Path(self._doc["run_dir"]) / "run.json"

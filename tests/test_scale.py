@@ -110,7 +110,7 @@ def test_writes_the_chosen_model_and_inherits_weights(home, tmp_path):
 def test_a_resolution_change_inherits_every_weight():
     import numpy as np
 
-    from edgekit.cli.scale_cmd import _inherit
+    from edgekit.models.inherit import inherit as _inherit
     from edgekit.models.build import build_model
     from edgekit.models.families import get_spec
 

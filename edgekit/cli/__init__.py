@@ -14,8 +14,9 @@ import typer
 
 from ..errors import EdgekitError, ExitCode
 from . import (calibrate_cmd, compare_cmd, devices_cmd, doctor, emulator_cmd, inspect_cmd,
-               optimize_cmd, predict_cmd, profile_cmd, report_cmd, run_cmd, scale_cmd, train_cmd, zoo)
+               predict_cmd, report_cmd, run_cmd, zoo)
 from ._common import console, setup_logging
+from .stage_commands import stage_command
 
 app = typer.Typer(
     name="edgekit",
@@ -30,13 +31,11 @@ app.command("doctor")(doctor.doctor)
 app.add_typer(zoo.app, name="zoo")
 app.add_typer(devices_cmd.app, name="devices")
 app.command("inspect")(inspect_cmd.inspect)
-app.command("prune")(train_cmd.prune)
-app.command("finetune")(train_cmd.finetune)
-app.command("quantize")(optimize_cmd.quantize)
-app.command("export")(optimize_cmd.export)
-app.command("profile")(profile_cmd.profile)
+zoo.app.command("build")(stage_command("build"))
+for _stage in ("prune", "finetune", "quantize", "export", "profile"):
+    app.command(_stage)(stage_command(_stage))
 app.command("predict")(predict_cmd.predict)
-app.command("scale")(scale_cmd.scale)
+app.command("scale")(stage_command("scale"))
 app.command("calibrate")(calibrate_cmd.calibrate)
 app.command("compare")(compare_cmd.compare)
 app.add_typer(emulator_cmd.app, name="emulator")

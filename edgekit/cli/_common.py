@@ -41,11 +41,13 @@ def setup_logging() -> None:
     logger.propagate = False
 
 
-def recipe_saver(path: Optional[Path], stage: str, args: dict, force: bool) -> Callable[[], None]:
+def recipe_saver(path: Optional[Path], stage, raw: dict, source: Optional[Path],
+                 force: bool) -> Callable[[Any], None]:
     """For --save-recipe: check now that ``path`` can be written; the function returned writes
-    the recipe of ``edgekit STAGE`` with ``args`` (call it once the command has succeeded)."""
+    the recipe of ``stage`` run on ``source`` with the options it is given (call it once the
+    command has succeeded)."""
     if path is None:
-        return lambda: None
+        return lambda options: None
     from ..artifacts import check_output
     from ..errors import BadInput
 
@@ -53,10 +55,10 @@ def recipe_saver(path: Optional[Path], stage: str, args: dict, force: bool) -> C
         raise BadInput(f"{path}: --save-recipe writes a .yaml file")
     check_output(Path(path), force)
 
-    def save() -> None:
+    def save(options) -> None:
         from ..recipe import save_command_recipe
 
-        save_command_recipe(Path(path), stage, args)
+        save_command_recipe(Path(path), stage, options, source)
         console.print(f"wrote recipe {path} (run it with `edgekit run {path}`)")
 
     return save
@@ -142,77 +144,7 @@ REMOTE_PYTHON_OPT = typer.Option("python3", "--remote-python", help="Python on t
 
 
 def runner_name(runner: Optional[str], host: Optional[str], adb: object, device) -> str:
-    """--runner, else ssh when --host is given, adb when --serial/--benchmark-binary is, else
-    the one the device profile names (``runner:``), else local."""
-    return runner or ("ssh" if host else "adb" if adb else (
-        device.runner if device and device.runner else "local"))
+    """--runner, else ssh when --host is given, adb when --serial is, else the device's."""
+    from ..runtime.select import runner_kind, runner_options
 
-
-def make_runner(runner: Optional[str], host: Optional[str], port: Optional[int],
-                identity: Optional[Path], ssh_options: list[str], remote_python: str,
-                device=None, serial: Optional[str] = None,
-                benchmark_binary: Optional[Path] = None, accelerator: str = "cpu",
-                engine: str = "harness", trtexec: Optional[str] = None, provider: str = "cpu",
-                trt_precision: Optional[str] = None, timeout_s: Optional[float] = None):
-    """The Runner the options name: --runner, else ssh when --host is given, adb when
-    --serial is, else the one the device profile names (``runner:``), else local.
-    ``timeout_s``: the limit on one run on the device (None: the runner's default)."""
-    import math
-
-    from ..errors import BadInput
-
-    if provider not in ORT_PROVIDERS:
-        raise BadInput(f"unknown --provider '{provider}' (known: {', '.join(ORT_PROVIDERS)})")
-    if timeout_s is not None and not (math.isfinite(timeout_s) and timeout_s > 0):
-        raise BadInput(f"--timeout must be a positive number of seconds (got {timeout_s})")
-    limit = {} if timeout_s is None else {"timeout_s": timeout_s}
-    runner = _make_runner(runner, host, port, identity, ssh_options, remote_python, device,
-                          serial, benchmark_binary, accelerator, engine, trtexec, trt_precision,
-                          limit)
-    if provider != "cpu" and runner.name not in ("local", "ssh"):
-        raise BadInput(f"--provider {provider} applies to onnxruntime on the local or ssh "
-                       f"runner, not {runner.name}")
-    runner.providers = ORT_PROVIDERS[provider]
-    return runner
-
-
-# onnxruntime execution providers by --provider; the CPU stays last for the nodes a GPU
-# provider does not take, as onnxruntime's documentation lists them
-ORT_PROVIDERS = {"cpu": None,
-                 "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
-                 "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider",
-                              "CPUExecutionProvider"]}
-
-
-def _make_runner(runner, host, port, identity, ssh_options, remote_python, device, serial,
-                 benchmark_binary, accelerator, engine, trtexec, trt_precision, limit):
-    from ..errors import BadInput
-    from ..registry import RUNNERS
-
-    if host and (serial or benchmark_binary):
-        raise BadInput("--host (ssh) and --serial/--benchmark-binary (adb) exclude each other")
-    name = runner_name(runner, host, serial or benchmark_binary, device)
-    if runner is None and name not in RUNNERS:
-        raise BadInput(f"device '{device.name}' needs the {name} runner, which this edgekit "
-                       f"does not have yet (runners: {', '.join(sorted(RUNNERS))})")
-    cls = RUNNERS.resolve(name)
-    if name == "ssh":
-        if not host:
-            where = f"device '{device.name}' is reached over SSH" if device else "--runner ssh"
-            raise BadInput(f"{where}: pass --host user@host")
-        return cls(host, port=port, identity=identity, options=ssh_options,
-                   python=remote_python, engine=engine, trtexec=trtexec,
-                   trt_precision=trt_precision, **limit)
-    if engine != "harness" or trtexec or trt_precision:
-        raise BadInput(f"--engine tensorrt / --trtexec / --trt-precision run on a Jetson over "
-                       f"SSH (--host), not with the {name} runner")
-    if host or port or identity or ssh_options:
-        raise BadInput(f"--host/--port/--identity/--ssh-option need the ssh runner, not {name}")
-    if name == "adb":
-        return cls(serial, benchmark_binary=benchmark_binary, device=device,
-                   accelerator=accelerator, **limit)
-    if serial or benchmark_binary:
-        raise BadInput(f"--serial/--benchmark-binary need the adb runner, not {name}")
-    if accelerator != "cpu":
-        raise BadInput(f"--accelerator {accelerator}: the {name} runner runs on the CPU")
-    return cls(**limit)
+    return runner_kind(runner_options(runner=runner, host=host, serial=adb), device)

@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 
 from ._common import (HOST_OPT, IDENTITY_OPT, JSON_OPT, PORT_OPT, REMOTE_PYTHON_OPT, RUNNER_OPT,
-                      SSH_OPTION_OPT, TIMEOUT_OPT, console, emit_json, make_runner,
+                      SSH_OPTION_OPT, TIMEOUT_OPT, console, emit_json,
                       progress_bar)
 from ._common import runner_name as runner_name_of
 
@@ -42,6 +42,7 @@ def calibrate(
     from ..calibrate import SUITES, calibrate as run_calibration, suite_specs, today, write_profile
     from ..devices import load_device, user_dir
     from ..errors import BadInput
+    from ..runtime.select import make_runner, runner_options
 
     if suite not in SUITES:
         raise BadInput(f"unknown suite '{suite}' (known: {', '.join(SUITES)})")
@@ -61,8 +62,9 @@ def calibrate(
         raise BadInput(f"calibrating '{device}' needs a runner that times each model in rounds "
                        "through the harness (local or ssh); the adb runner's benchmark_model "
                        "is not used for calibration yet")
-    runner = make_runner(runner_name, host, port, identity, ssh_option, remote_python, profile,
-                         timeout_s=timeout)
+    runner = make_runner(runner_options(runner=runner_name, host=host, port=port,
+                                        identity=identity, ssh_option=ssh_option,
+                                        remote_python=remote_python, timeout=timeout), profile)
     if runner.name == "local" and profile.kind != "host":
         raise BadInput(f"'{device}' is not this machine: reach it with --host user@host "
                        "(ssh) to calibrate it")

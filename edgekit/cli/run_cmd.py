@@ -28,17 +28,14 @@ def run(
     profile it as its stages say, and check its gates. Unchanged stages come from the cache;
     an interrupted run resumes where it stopped."""
     from ..errors import BadInput
-    from ..pipeline import Pipeline
-    from ..recipe import recipe_path, shipped
+    from ..pipeline import open_recipe
+    from ..recipe import shipped
 
     if list_:
         return _list(shipped(), json_out)
     if recipe is None:
         raise BadInput("give a recipe file or the name of a shipped one (edgekit run --list)")
-    path = recipe_path(recipe)
-    # a shipped recipe named without a path reads its relative paths from here
-    pipe = Pipeline(path, cache_dir or runs_dir / ".cache",
-                    base=Path.cwd() if not Path(recipe).expanduser().exists() else None)
+    pipe = open_recipe(recipe, cache_dir or runs_dir / ".cache")
     if dry_run:
         rows, problems = pipe.plan(), pipe.problems()
         if json_out:
@@ -64,9 +61,16 @@ def run(
             console.print("$ edgekit " + " ".join(step.argv), soft_wrap=True, highlight=False,
                           markup=False)
 
+    from .stage_commands import ConsoleReporter, render
+
+    def show(step, result) -> None:
+        if not json_out:
+            render(step.name, result)
+
     doc = None
     try:
-        doc = pipe.run(runs_dir, use_cache=not no_cache, announce=announce)
+        doc = pipe.run(runs_dir, use_cache=not no_cache, announce=announce,
+                       watch=lambda step: ConsoleReporter(quiet=json_out), show=show)
     finally:
         if doc is None and not json_out:
             console.print(f"run folder: {_latest(runs_dir)} (finished stages are cached)")
