@@ -97,3 +97,12 @@ def test_no_library_module_imports_the_cli():
 
 def test_no_import_cycles():
     assert cycles(import_graph()) == []
+
+
+def test_no_runtime_module_shadows_the_standard_library():
+    """The harness runs as a script from edgekit/runtime, so that folder is first on its
+    sys.path: a runtime/select.py would replace the standard ``select`` module there."""
+    import sys
+
+    names = {p.stem for p in (ROOT / "runtime").glob("*.py")}
+    assert names & set(sys.stdlib_module_names) == set()

@@ -145,6 +145,6 @@ REMOTE_PYTHON_OPT = typer.Option("python3", "--remote-python", help="Python on t
 
 def runner_name(runner: Optional[str], host: Optional[str], adb: object, device) -> str:
     """--runner, else ssh when --host is given, adb when --serial is, else the device's."""
-    from ..runtime.select import runner_kind, runner_options
+    from ..runtime.selection import runner_kind, runner_options
 
     return runner_kind(runner_options(runner=runner, host=host, serial=adb), device)

@@ -42,7 +42,7 @@ def calibrate(
     from ..calibrate import SUITES, calibrate as run_calibration, suite_specs, today, write_profile
     from ..devices import load_device, user_dir
     from ..errors import BadInput
-    from ..runtime.select import make_runner, runner_options
+    from ..runtime.selection import make_runner, runner_options
 
     if suite not in SUITES:
         raise BadInput(f"unknown suite '{suite}' (known: {', '.join(SUITES)})")

@@ -76,7 +76,7 @@ def profile(model: Path, o: ProfileOptions, output: Optional[Path], *, force: bo
     from ..devices import load_device
     from ..results import ProfileResult
     from ..runtime.profile import profile as measure
-    from ..runtime.select import make_runner
+    from ..runtime.selection import make_runner
     from ..shapes import parse_input_size
 
     device = load_device(o.device) if o.device else None  # unknown: lists the known (exit 2)

@@ -152,7 +152,7 @@ def _open_keras(path: Path):
 def _measured(o: ScaleOptions, target: _Target, chosen: list, doc: dict, reporter: Reporter):
     """The chosen candidates timed on the device's runner, those within the latency budget
     first by measured latency."""
-    from ..runtime.select import make_runner, runner_kind
+    from ..runtime.selection import make_runner, runner_kind
 
     profile, model, budget = target.profile, target.model, target.budget
     if runner_kind(o, profile) == "adb":
