@@ -59,7 +59,7 @@ def run(*args, ok=(0,)) -> tuple[subprocess.CompletedProcess, float]:
 
 def train(args, d: Path) -> tuple[Path, dict]:
     """The trained Keras model (cached) and how it was trained."""
-    from edgekit.artifacts import child_meta, open_artifact, write_sidecar
+    from edgekit.core.artifacts import child_meta, open_artifact, write_sidecar
 
     config = {"family": FAMILY, "width": args.width, "resolution": args.resolution,
               "train_size": args.train_size, "epochs": args.epochs, "batch_size": 128,
@@ -75,7 +75,7 @@ def train(args, d: Path) -> tuple[Path, dict]:
     import keras
     import numpy as np
 
-    from edgekit.data import load_dataset, sample_indices, to_model_input
+    from edgekit.core.data import load_dataset, sample_indices, to_model_input
 
     base = d / f"b0_w{args.width:g}_r{args.resolution}.keras"
     run("zoo", "build", FAMILY, "--width", args.width, "--resolution", args.resolution,
@@ -118,7 +118,7 @@ def test_set(args, d: Path) -> tuple[str, int]:
     """The --data argument for evaluation and its size."""
     import numpy as np
 
-    from edgekit.data import load_dataset, sample_indices
+    from edgekit.core.data import load_dataset, sample_indices
 
     full = load_dataset("fashion-mnist:test")
     if args.test_size >= len(full):

@@ -21,8 +21,8 @@ if __name__ == "__main__":
     import keras
     import numpy as np
 
-    from edgekit.artifacts import child_meta, open_artifact, write_sidecar
-    from edgekit.data import load_dataset, to_model_input
+    from edgekit.core.artifacts import child_meta, open_artifact, write_sidecar
+    from edgekit.core.data import load_dataset, to_model_input
 
     d = out_dir("fmnist")
     base = d / "mnv2.keras"

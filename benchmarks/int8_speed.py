@@ -124,9 +124,9 @@ def make_variants(family: str, d: Path, n_calib: int, seed: int = 0) -> dict[str
     import numpy as np
     import onnx
 
-    from edgekit.artifacts import Artifact
-    from edgekit.export.onnx import float_onnx
-    from edgekit.export.tflite import convert_tflite
+    from edgekit.core.artifacts import Artifact
+    from edgekit.formats.onnx import float_onnx
+    from edgekit.formats.tflite import convert_tflite
     from edgekit.models.build import build_model
     from edgekit.models.families import get_spec
     from edgekit.optimize.onnx_quant import quantize_proto
@@ -222,9 +222,9 @@ def main() -> None:
 
     from importlib import metadata
 
-    from edgekit.artifacts import Artifact
-    from edgekit.errors import EdgekitError
-    from edgekit.latency_bench import time_artifact
+    from edgekit.core.artifacts import Artifact
+    from edgekit.core.errors import EdgekitError
+    from edgekit.estimate.timing import time_artifact
     from edgekit.models.load import quiet_tensorflow
     from edgekit.runtime.local import LocalRunner
 

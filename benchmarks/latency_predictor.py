@@ -33,7 +33,7 @@ FAMILIES = ["mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_
 
 
 def draw_variants(n: int, seed: int, exclude: set) -> list[tuple[str, float, float, int]]:
-    from edgekit.registry import FAMILIES as REG
+    from edgekit.core.registry import FAMILIES as REG
 
     rng, out = random.Random(seed), []
     while len(out) < n:
@@ -50,7 +50,7 @@ def draw_variants(n: int, seed: int, exclude: set) -> list[tuple[str, float, flo
 
 
 def spec_of(row: dict):
-    from edgekit.calibrate import suite_specs
+    from edgekit.estimate.calibrate import suite_specs
     from edgekit.models.families import get_spec
 
     if row["family"].startswith("probe_"):
@@ -60,8 +60,8 @@ def spec_of(row: dict):
 
 
 def measure(args) -> dict:
-    from edgekit.calibrate import NETWORKS, suite_specs
-    from edgekit.latency_bench import measure_specs
+    from edgekit.estimate.calibrate import NETWORKS, suite_specs
+    from edgekit.estimate.timing import measure_specs
     from edgekit.models.load import quiet_tensorflow
     from edgekit.runtime.local import LocalRunner
 
@@ -105,8 +105,8 @@ def _row(label: str, spec, r: dict) -> dict:
 
 
 def report(raw: dict) -> None:
-    from edgekit.calibrate import fit_measurements
-    from edgekit.latency import predict_ms
+    from edgekit.estimate.calibrate import fit_measurements
+    from edgekit.estimate.latency import predict_ms
 
     print(f"machine: {raw['machine']}; threads: {raw['threads']}; latency = lowest of 2 "
           "rounds' medians (about 0.6 s of inference each) by the local runner")

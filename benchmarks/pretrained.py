@@ -78,7 +78,7 @@ def main() -> None:
     import keras
     import skimage.data
 
-    from edgekit.data import read_photos, to_model_input
+    from edgekit.core.data import read_photos, to_model_input
     from edgekit.models.pretrained import imagenet_labels
 
     d = out_dir("pretrained")

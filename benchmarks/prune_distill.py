@@ -78,7 +78,7 @@ def int8(model: Path) -> Path:
 
 def _speed(thin: Path, trained: Path, threads: int) -> dict:
     """edgekit's speed check: alternating rounds, the lower of the per-round medians."""
-    from edgekit.artifacts import open_artifact
+    from edgekit.core.artifacts import open_artifact
     from edgekit.optimize.speed import compare_speed
 
     v = compare_speed(open_artifact(thin), open_artifact(trained), threads, rounds=3)

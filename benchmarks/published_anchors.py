@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main() -> None:
-    from edgekit.anchors import SERIES, check, summary
+    from edgekit.estimate.published import SERIES, check, summary
 
     results = check()
     for series, source, *_ in SERIES:

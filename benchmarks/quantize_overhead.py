@@ -36,7 +36,7 @@ DIRECT = textwrap.dedent("""
 
 if __name__ == "__main__":
     sys.path.insert(0, ".")
-    from edgekit.artifacts import open_artifact
+    from edgekit.core.artifacts import open_artifact
     from edgekit.optimize.quantize import calibration_batches
 
     d = out_dir("quantize_overhead")

@@ -41,7 +41,7 @@ def edgekit(*args) -> dict:
 def photos(folder: Path) -> Path:
     from PIL import Image
 
-    from edgekit.data import load_dataset
+    from edgekit.core.data import load_dataset
 
     folder.mkdir(exist_ok=True)
     ds = load_dataset("fashion-mnist-sample:train")

@@ -6,7 +6,7 @@ The stages as Python functions (imported on first use, so ``import edgekit`` sta
 ``BadInput``, ``EnvironmentProblem`` and ``GateFailed``.
 """
 
-from .errors import BadInput, EdgekitError, EnvironmentProblem, GateFailed
+from .core.errors import BadInput, EdgekitError, EnvironmentProblem, GateFailed
 
 __version__ = "0.1.0"
 

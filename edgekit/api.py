@@ -92,8 +92,8 @@ def run(recipe: Union[str, Path], *, runs_dir: Union[str, Path] = "runs",
     (``RUNS/.cache``) and run folder (``RUNS/NAME-TIMESTAMP``, ``RUNS/latest``). Returns the
     run document as a result (``.status``, ``.stages``, ``.gates``, ``.run_dir``); a failed gate
     raises GateFailed once the run folder is complete."""
-    from .pipeline import open_recipe
-    from .results import RunResult
+    from .recipes.runner import open_recipe
+    from .core.results import RunResult
 
     runs = Path(runs_dir)
     pipe = open_recipe(str(recipe), Path(cache_dir) if cache_dir else runs / ".cache")

@@ -43,7 +43,7 @@ def drop_tolerance(base: dict, new: dict, allowed: float = 1.0) -> float:
     images, measured over four trainings), so a fixed tolerance is either flaky or blind."""
     import numpy as np
 
-    from edgekit.data import load_dataset, sample_indices
+    from edgekit.core.data import load_dataset, sample_indices
 
     bp, np_ = base["predictions"], new["predictions"]
     assert (bp["dataset"], bp["subset"]) == (np_["dataset"], np_["subset"])
@@ -122,8 +122,8 @@ def trained_keras(shared, small_keras) -> Path:
 
 
 def _train(small_keras: Path, path: Path) -> None:
-    from edgekit.artifacts import child_meta, open_artifact, write_sidecar
-    from edgekit.data import load_dataset, to_model_input
+    from edgekit.core.artifacts import child_meta, open_artifact, write_sidecar
+    from edgekit.core.data import load_dataset, to_model_input
     import keras
     import numpy as np
 
@@ -212,7 +212,7 @@ def photos(shared):
     """A flat folder of 200 unlabelled PNG images: a calibration set as users have it."""
     from PIL import Image
 
-    from edgekit.data import load_dataset
+    from edgekit.core.data import load_dataset
 
     def fill(part):
         ds = load_dataset("fashion-mnist-sample:train")

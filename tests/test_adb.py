@@ -39,7 +39,7 @@ def test_parse_old_format_without_percentiles():
 
 
 def test_parse_failure_is_an_environment_problem():
-    from edgekit.errors import EnvironmentProblem
+    from edgekit.core.errors import EnvironmentProblem
 
     with pytest.raises(EnvironmentProblem, match="no timings"):
         parse_benchmark_output("ERROR: Could not open 'x.tflite'.\n")
@@ -138,7 +138,7 @@ def test_missing_benchmark_model_and_adb_are_clear_errors(standin, trained_int8,
 def test_trtexec_summary_parsing():
     """TensorRT's summary (the Jetson path of the SSH runner): Latency becomes the latency,
     GPU Compute Time is kept; older TensorRT prints only the 99th percentile."""
-    from edgekit.errors import EnvironmentProblem
+    from edgekit.core.errors import EnvironmentProblem
     from edgekit.runtime import trtexec
 
     r = trtexec.parse((DATA.parent / "trtexec_orin.txt").read_text(), 100)

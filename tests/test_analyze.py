@@ -1,4 +1,4 @@
-"""edgekit.analyze: MACs, params and precision computed from Keras, TFLite and ONNX graphs."""
+"""edgekit.evaluate.analyze: MACs, params and precision computed from Keras, TFLite and ONNX graphs."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from edgekit.analyze import analyze
-from edgekit.errors import BadInput
+from edgekit.evaluate.analyze import analyze
+from edgekit.core.errors import BadInput
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 

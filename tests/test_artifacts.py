@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from edgekit.artifacts import (atomic_path, detect_format, open_artifact, sha256_of,
+from edgekit.core.artifacts import (atomic_path, detect_format, open_artifact, sha256_of,
                                sidecar_path, write_sidecar)
-from edgekit.errors import BadInput
+from edgekit.core.errors import BadInput
 
 
 def test_detect_format_checks_content(tmp_path):

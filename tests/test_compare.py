@@ -9,8 +9,8 @@ import json
 import pytest
 
 from conftest import run_cli
-from edgekit.compare import Limits, compare
-from edgekit.errors import BadInput
+from edgekit.evaluate.compare import Limits, compare
+from edgekit.core.errors import BadInput
 
 BASE = {
     "schema": "edgekit.profile/1",

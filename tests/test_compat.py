@@ -19,8 +19,8 @@ def gpu_unfriendly(workdir):
     supported convs before and after, so the supported ops form two partitions."""
     import keras
 
-    from edgekit.artifacts import Artifact
-    from edgekit.export.tflite import convert_tflite
+    from edgekit.core.artifacts import Artifact
+    from edgekit.formats.tflite import convert_tflite
 
     keras.utils.set_random_seed(0)
     x = inp = keras.Input((16, 16, 3))

@@ -1,5 +1,5 @@
 """The work half of the cost model against real graphs: for every registered family, the
-per-layer MACs and params computed from the spec alone must equal what ``edgekit.analyze``
+per-layer MACs and params computed from the spec alone must equal what ``edgekit.evaluate.analyze``
 measures on the keras model the builder makes, and weight bytes must match TFLite files."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import time
 
 import pytest
 
-from edgekit.costmodel import (bn_params, peak_activation_bytes, spec_work, totals,
+from edgekit.estimate.work import (bn_params, peak_activation_bytes, spec_work, totals,
                                weight_bytes)
 from edgekit.models.families import get_spec
-from edgekit.registry import FAMILIES
+from edgekit.core.registry import FAMILIES
 
 SMALL = {"width": 0.5, "resolution": 64, "classes": 10}
 
@@ -22,7 +22,7 @@ SMALL = {"width": 0.5, "resolution": 64, "classes": 10}
 def test_spec_work_matches_keras_graph(family):
     import keras
 
-    from edgekit.analyze import _keras_layer  # analyze()'s own per-layer rule, in memory
+    from edgekit.evaluate.analyze import _keras_layer  # analyze()'s own per-layer rule, in memory
     from edgekit.models.build import build_model
 
     spec = get_spec(family, **SMALL)
@@ -42,7 +42,7 @@ def test_spec_work_matches_keras_graph(family):
 def test_mobilenet_v2_224_published_figures():
     spec = get_spec("mobilenet_v2")
     t = totals(spec_work(spec))
-    # measured from the graph by edgekit.analyze (tests/test_analyze.py); published 300 M
+    # measured from the graph by edgekit.evaluate.analyze (tests/test_analyze.py); published 300 M
     assert t["macs"] == 300_774_272
     assert t["params"] + bn_params(spec) == 3_538_984
     # largest live set: block2a dwconv input 112x112x96 + output 56x56x96, fp32
@@ -52,7 +52,7 @@ def test_mobilenet_v2_224_published_figures():
 def test_spec_work_is_fast_and_keras_free():
     code = ("import sys, time\n"
             "from edgekit.models.families import get_spec\n"
-            "from edgekit.costmodel import spec_work\n"
+            "from edgekit.estimate.work import spec_work\n"
             "s = get_spec('efficientnet_b7')\n"
             "t = time.perf_counter(); spec_work(s); dt = time.perf_counter() - t\n"
             "assert 'keras' not in sys.modules and 'tensorflow' not in sys.modules\n"

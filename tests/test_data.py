@@ -1,4 +1,4 @@
-"""edgekit.data on real data: the committed Fashion-MNIST sample and fixtures built from it."""
+"""edgekit.core.data on real data: the committed Fashion-MNIST sample and fixtures built from it."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgekit import data
-from edgekit.data import Dataset, load_dataset, sample_indices, to_model_input
-from edgekit.errors import BadInput, EnvironmentProblem
+from edgekit.core import data
+from edgekit.core.data import Dataset, load_dataset, sample_indices, to_model_input
+from edgekit.core.errors import BadInput, EnvironmentProblem
 
 SAMPLE = Path(data.__file__).parent / "samples" / "fashion-mnist"
 

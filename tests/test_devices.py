@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
-from edgekit.devices import (CATALOG_DIR, DeviceProfile, known_names, list_devices, load_device,
+from edgekit.core.devices import (CATALOG_DIR, DeviceProfile, known_names, list_devices, load_device,
                              load_profile_file)
-from edgekit.errors import BadInput
+from edgekit.core.errors import BadInput
 
 FILES = sorted(CATALOG_DIR.glob("*.yaml"))
 REQUIRED = {"pixel7", "pixel8", "galaxy-s23", "raspberry-pi-4", "raspberry-pi-5",

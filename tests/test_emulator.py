@@ -10,7 +10,7 @@ import os
 import pytest
 
 from conftest import run_cli
-from edgekit import emulator
+from edgekit.runtime import qemu as emulator
 
 
 def test_status_and_remove_on_an_empty_cache(tmp_path):
@@ -91,7 +91,7 @@ def test_ci_gate_on_the_emulator(runs):
 
 def test_missing_qemu_or_root_are_clear_errors(monkeypatch):
     """Simulated faults (this machine has both): no qemu-aarch64-static, not root."""
-    from edgekit.errors import EnvironmentProblem
+    from edgekit.core.errors import EnvironmentProblem
 
     monkeypatch.setattr(emulator.shutil, "which", lambda name: None)
     with pytest.raises(EnvironmentProblem, match="qemu-user-static"):

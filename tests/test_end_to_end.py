@@ -78,7 +78,7 @@ def test_profile_document_is_complete(profiles):
 
 
 def test_int8_sidecar_records_lineage(workdir, trained_keras, profiles):
-    from edgekit.artifacts import open_artifact, sha256_of
+    from edgekit.core.artifacts import open_artifact, sha256_of
 
     art = open_artifact(workdir / "trained_int8.tflite")
     assert art.meta["parent"]["sha256"] == sha256_of(trained_keras)
@@ -90,7 +90,7 @@ def test_int8_sidecar_records_lineage(workdir, trained_keras, profiles):
 
 def test_quantize_times_int8_against_float(workdir, profiles):
     """The speed check after quantizing: both models timed on this machine, in one run."""
-    from edgekit.artifacts import open_artifact
+    from edgekit.core.artifacts import open_artifact
 
     sc = open_artifact(workdir / "trained_int8.tflite").meta["speed_check"]
     assert sc["baseline"] == "fp32" and sc["threads"] == 1 and sc["runtime"].startswith("ai_edge_litert")

@@ -9,9 +9,9 @@ import collections
 import numpy as np
 import pytest
 
-from edgekit import anchors, latency
-from edgekit.devices import load_device
-from edgekit.errors import BadInput
+from edgekit.estimate import latency, published as anchors
+from edgekit.core.devices import load_device
+from edgekit.core.errors import BadInput
 from edgekit.models.families import get_spec
 
 
@@ -25,7 +25,7 @@ def test_op_count_matches_the_converted_tflite(family, tmp_path):
     """features()['ops'] is the operator count of the real .tflite (fp32)."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from edgekit.latency_bench import convert_spec
+    from edgekit.estimate.timing import convert_spec
 
     spec = get_spec(family, width=0.35, resolution=64, classes=10)
     path = convert_spec(spec, "fp32", tmp_path / "m.tflite")
@@ -54,7 +54,7 @@ def test_alignment_features_follow_the_16_wide_tiles():
 
 
 def test_weight_spill_needs_a_cache_and_counts_bytes_at_the_precision():
-    from edgekit.costmodel import weight_bytes
+    from edgekit.estimate.work import weight_bytes
 
     spec = get_spec("mobilenet_v1", width=1.4)  # ~8M weights: 33 MB fp32, 8 MB int8
     llc = 32 * 2 ** 20

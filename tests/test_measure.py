@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from edgekit.measure import accuracy, fidelity, latency_stats
+from edgekit.evaluate.metrics import accuracy, fidelity, latency_stats
 
 
 def test_latency_stats_matches_numpy():

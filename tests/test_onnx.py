@@ -204,7 +204,7 @@ def test_gpu_provider_refused_where_onnxruntime_has_none(workdir, trained_keras,
 def test_conversions_name_nodes_the_same_way(trained_keras):
     """Node exclusion names nodes: tf2onnx's generated names must not drift between
     conversions in one process (they come from a process-wide counter)."""
-    from edgekit.export.onnx import keras_to_onnx
+    from edgekit.formats.onnx import keras_to_onnx
     from edgekit.models.load import load_keras
 
     model = load_keras(trained_keras)

@@ -23,7 +23,7 @@ def recipe(folder: Path, epochs: int = 1, calib: int = 50, **gates) -> Path:
     distillation ``epochs``), ``calib`` calibration images, short profiles and ``gates``
     (no accuracy gate by default: models trained that briefly are at chance, and a drop
     between them fails as not meaningful)."""
-    from edgekit.recipe import recipe_path
+    from edgekit.recipes.schema import recipe_path
 
     doc = yaml.safe_load(recipe_path("fashion-mnist-demo").read_text())
     for stage in doc["stages"]:
@@ -250,7 +250,7 @@ SHIPPED = {  # recipe -> what it needs beside it (made up here: a dry-run reads 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
 def test_shipped_recipes_plan_and_name_what_they_miss(name, tmp_path):
-    from edgekit.recipe import shipped
+    from edgekit.recipes.schema import shipped
 
     assert sorted(p.stem for p in shipped()) == sorted(SHIPPED)
     args = ["run", name, "--dry-run", "--json", "--runs-dir", tmp_path / "runs"]
@@ -297,7 +297,7 @@ def test_cache_key_follows_content(tmp_path):
     """The key hashes what a stage reads: the input model's and the dataset's bytes."""
     import numpy as np
 
-    from edgekit.pipeline import Pipeline
+    from edgekit.recipes.runner import Pipeline
 
     (tmp_path / "m.keras").write_bytes(b"model-1")
     np.savez(tmp_path / "d.npz", x=np.zeros((2, 8, 8), np.uint8), y=np.array([0, 1]))

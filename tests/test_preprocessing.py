@@ -1,14 +1,14 @@
-"""Reading the input range from a graph (edgekit.preprocessing) and dynamic input sizes
-(edgekit.shapes), on small graphs made here: each reading must be able to say "unknown"."""
+"""Reading the input range from a graph (edgekit.core.preprocessing) and dynamic input sizes
+(edgekit.core.shapes), on small graphs made here: each reading must be able to say "unknown"."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from edgekit.errors import BadInput
-from edgekit.preprocessing import from_keras, from_onnx, resolve
-from edgekit.shapes import concrete, parse_input_size
+from edgekit.core.errors import BadInput
+from edgekit.core.preprocessing import from_keras, from_onnx, resolve
+from edgekit.core.shapes import concrete, parse_input_size
 
 
 def _onnx(ops, shape=(None, 3, None, None)):
@@ -72,7 +72,7 @@ def test_keras_layers_and_layouts():
 
 
 def test_resolve_order_and_unknown(tmp_path):
-    from edgekit.artifacts import Artifact
+    from edgekit.core.artifacts import Artifact
 
     art = Artifact(tmp_path / "m.tflite", "tflite", {})
     assert resolve(art) is None

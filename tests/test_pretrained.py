@@ -59,7 +59,7 @@ def mnv2(tmp_path_factory) -> Path:
 
 
 def _input(meta: dict, files: list[Path]) -> np.ndarray:
-    from edgekit.data import read_photos, to_model_input
+    from edgekit.core.data import read_photos, to_model_input
 
     r = meta["spec"]["resolution"]
     prep = meta["preprocessing"]
@@ -205,7 +205,7 @@ def test_bad_weights_exit_2_and_write_nothing(tmp_path):
 def test_a_missing_torch_is_an_environment_error(tmp_path, monkeypatch):
     import sys
 
-    from edgekit.errors import EnvironmentProblem
+    from edgekit.core.errors import EnvironmentProblem
     from edgekit.models.pretrained import build_pretrained
 
     monkeypatch.setitem(sys.modules, "torch", None)  # what `import torch` sees without torch
@@ -276,7 +276,7 @@ def test_keras_applications_weights_map_onto_the_zoo(tmp_path, monkeypatch, fami
     assert rec["file"] == cached.name and rec["check"]["max_abs_diff_probs"] <= 1e-4
     assert rec["url"].startswith("https://storage.googleapis.com/")
     # Independently: keras.applications' own model given the file, on its own input.
-    from edgekit.data import to_model_input
+    from edgekit.core.data import to_model_input
     from edgekit.models.keras_weights import APPS
     from edgekit.models.pretrained import photo_batch
 
@@ -301,7 +301,7 @@ def test_missing_keras_weights_name_the_file(tmp_path, monkeypatch):
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     monkeypatch.setattr(keras.utils, "get_file", offline)
-    from edgekit.errors import EnvironmentProblem
+    from edgekit.core.errors import EnvironmentProblem
     from edgekit.models.pretrained import build_pretrained
 
     expected = tmp_path / "keras" / "models" / "weights_mobilenet_v3_large_224_1.0_float.h5"
@@ -309,7 +309,7 @@ def test_missing_keras_weights_name_the_file(tmp_path, monkeypatch):
         build_pretrained("mobilenet_v3_large", "imagenet", tmp_path / "m.keras")
     assert str(expected) in str(err.value) and "name resolution" in str(err.value)
     assert "storage.googleapis.com" in str(err.value) and not (tmp_path / "m.keras").exists()
-    from edgekit.errors import BadInput
+    from edgekit.core.errors import BadInput
 
     with pytest.raises(BadInput, match="width 0.75, 1.0"):
         build_pretrained("mobilenet_v3_large", "imagenet", tmp_path / "m.keras", width=0.5)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from edgekit.models.families import get_spec
-from edgekit.proxy import REFERENCES, proxy_accuracy
+from edgekit.estimate.accuracy import REFERENCES, proxy_accuracy
 
 
 @pytest.mark.parametrize("family,width,res,top1,_src", REFERENCES,

@@ -120,7 +120,7 @@ def test_prune_unstructured_command(workdir, trained_keras):
 
 
 def test_prune_structured_command_builds_a_thinner_zoo_spec(workdir, trained_keras):
-    from edgekit.analyze import analyze
+    from edgekit.evaluate.analyze import analyze
     from edgekit.models.build import build_model
     from edgekit.models.spec import spec_from_dict
 

@@ -6,8 +6,8 @@ import textwrap
 
 import pytest
 
-from edgekit.errors import BadInput
-from edgekit.recipe import load_recipe, stage_model, stage_to_dict
+from edgekit.core.errors import BadInput
+from edgekit.recipes.schema import load_recipe, stage_model, stage_to_dict
 
 GOOD = """\
 schema: edgekit.recipe/1

@@ -62,8 +62,8 @@ def test_fidelity_reference_runs_on_the_same_device(sshd, int8_model, trained_ke
 
 
 def test_connection_dropped_mid_run_is_an_error_without_a_result(sshd, int8_model):
-    from edgekit.artifacts import open_artifact
-    from edgekit.errors import EnvironmentProblem
+    from edgekit.core.artifacts import open_artifact
+    from edgekit.core.errors import EnvironmentProblem
     from edgekit.runtime.ssh import SSHRunner
 
     runner = SSHRunner(sshd.host, port=sshd.port, identity=sshd.identity, options=sshd.options,

@@ -130,7 +130,7 @@ def test_distillation_reads_the_teacher_preprocessing_from_its_graph(user_models
 
 def test_degenerate_outputs_unit():
     """Each degenerate case is caught, and a working model's outputs are not."""
-    from edgekit.measure import degenerate, fidelity
+    from edgekit.evaluate.metrics import degenerate, fidelity
 
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(10), 30)

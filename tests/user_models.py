@@ -42,7 +42,7 @@ def train(kind: str, out: Path, size: int = 32, epochs: int = 3, seed: int = 0,
     """Build and train ``kind`` on ``train_data``; save it to ``out`` with no sidecar."""
     import keras
 
-    from edgekit.data import load_dataset
+    from edgekit.core.data import load_dataset
 
     ds = load_dataset(train_data)
     x = user_input(np.concatenate([b for b, _ in ds.batches(500, size, size, 3)]), kind)
@@ -116,7 +116,7 @@ def torch_onnx(out_dir: Path, size: int = 32, epochs: int = 3, seed: int = 0,
     transforms do). Returns {"inside": path, "outside": path}."""
     import torch
 
-    from edgekit.data import load_dataset
+    from edgekit.core.data import load_dataset
 
     torch.manual_seed(seed)
     torch.set_num_threads(1)  # beside another test worker, more threads only contend

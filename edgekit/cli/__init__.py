@@ -12,7 +12,7 @@ import typing
 
 import typer
 
-from ..errors import EdgekitError, ExitCode
+from ..core.errors import EdgekitError, ExitCode
 from . import (calibrate_cmd, compare_cmd, devices_cmd, doctor, emulator_cmd, inspect_cmd,
                predict_cmd, report_cmd, run_cmd, zoo)
 from ._common import console, setup_logging

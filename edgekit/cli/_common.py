@@ -48,15 +48,15 @@ def recipe_saver(path: Optional[Path], stage, raw: dict, source: Optional[Path],
     command has succeeded)."""
     if path is None:
         return lambda options: None
-    from ..artifacts import check_output
-    from ..errors import BadInput
+    from ..core.artifacts import check_output
+    from ..core.errors import BadInput
 
     if Path(path).suffix not in (".yaml", ".yml"):
         raise BadInput(f"{path}: --save-recipe writes a .yaml file")
     check_output(Path(path), force)
 
     def save(options) -> None:
-        from ..recipe import save_command_recipe
+        from ..recipes.schema import save_command_recipe
 
         save_command_recipe(Path(path), stage, options, source)
         console.print(f"wrote recipe {path} (run it with `edgekit run {path}`)")

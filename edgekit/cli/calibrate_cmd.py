@@ -39,9 +39,9 @@ def calibrate(
     """Time micro-benchmark probes and representative networks on a device, fit the latency
     model's coefficients per precision, and write them (provenance: measured) into a user-level
     copy of the device profile, which then takes precedence over the packaged one."""
-    from ..calibrate import SUITES, calibrate as run_calibration, suite_specs, today, write_profile
-    from ..devices import load_device, user_dir
-    from ..errors import BadInput
+    from ..estimate.calibrate import SUITES, calibrate as run_calibration, suite_specs, today, write_profile
+    from ..core.devices import load_device, user_dir
+    from ..core.errors import BadInput
     from ..runtime.selection import make_runner, runner_options
 
     if suite not in SUITES:

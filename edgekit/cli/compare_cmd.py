@@ -29,8 +29,8 @@ def compare(
 ) -> None:
     """Compare two profile results (accuracy, fidelity, latency, size, memory) against
     thresholds; exit 1 if any metric regressed, so a CI job fails."""
-    from ..compare import Limits, compare as run_compare, load_result, parse_percent
-    from ..errors import BadInput, GateFailed
+    from ..evaluate.compare import Limits, compare as run_compare, load_result, parse_percent
+    from ..core.errors import BadInput, GateFailed
 
     for name, v in (("--max-accuracy-drop", max_accuracy_drop),
                     ("--max-agreement-drop", max_agreement_drop)):

@@ -19,7 +19,7 @@ def _g(x: float) -> str:
 @app.command("list")
 def list_cmd(json_out: bool = JSON_OPT) -> None:
     """List the known devices (user overrides first, then the packaged catalog)."""
-    from ..devices import list_devices, user_dir
+    from ..core.devices import list_devices, user_dir
 
     profiles = list_devices()
     if json_out:
@@ -51,7 +51,7 @@ def show(
     json_out: bool = JSON_OPT,
 ) -> None:
     """Show every fact, anchor and cost coefficient of a device with its provenance."""
-    from ..devices import load_device, profile_doc
+    from ..core.devices import load_device, profile_doc
 
     profile = load_device(name)
     if json_out:

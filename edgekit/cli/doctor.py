@@ -60,9 +60,9 @@ def _providers() -> list[str] | None:
 
 def doctor(json_out: bool = JSON_OPT) -> None:
     """Show the runtimes, converters and execution providers this machine has."""
-    from ..registry import EXPORTERS, QUANTIZERS, RUNNERS
+    from ..core.registry import EXPORTERS, QUANTIZERS, RUNNERS
 
-    from ..data import fashion_mnist_dir
+    from ..core.data import fashion_mnist_dir
 
     packages = {d: _version(d) for d in PACKAGES}
     doc = {

@@ -23,7 +23,7 @@ def setup(
     """Build and cache the Arm64 user-space: Debian bookworm (debootstrap), Python 3.11, numpy
     and ai-edge-litert for aarch64. Needs root, qemu-user-static and debootstrap; about a
     minute and ~400 MB the first time, instant when cached."""
-    from .. import emulator
+    from ..runtime import qemu as emulator
 
     with spinner("setting up the Arm64 emulator", json_out) as update:
         doc = emulator.setup(mirror, force, step=update)
@@ -38,7 +38,7 @@ def setup(
 @app.command("status")
 def status(json_out: bool = JSON_OPT) -> None:
     """Say whether the emulator is set up, where, and with which runtime versions."""
-    from .. import emulator
+    from ..runtime import qemu as emulator
 
     doc = emulator.status()
     if json_out:
@@ -54,7 +54,7 @@ def status(json_out: bool = JSON_OPT) -> None:
 @app.command("remove")
 def remove(json_out: bool = JSON_OPT) -> None:
     """Delete the cached user-space."""
-    from .. import emulator
+    from ..runtime import qemu as emulator
 
     removed = emulator.remove()
     if json_out:

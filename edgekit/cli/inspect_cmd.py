@@ -21,16 +21,16 @@ def inspect(
 ) -> None:
     """Parameters, MACs, size, input/output spec, precision and op histogram of a model, and
     which ops a runtime would not run (--check)."""
-    from ..analyze import analyze
-    from ..artifacts import open_artifact
-    from ..preprocessing import describe
-    from ..shapes import parse_input_size
+    from ..evaluate.analyze import analyze
+    from ..core.artifacts import open_artifact
+    from ..core.preprocessing import describe
+    from ..core.shapes import parse_input_size
 
     art = open_artifact(model)
     with console.status(f"reading {model}"):
         info = analyze(art.path, art.format, parse_input_size(input_size))
         if checks:
-            from ..export.compat import check
+            from ..formats.compat import check
             info["checks"] = {c: check(art.path, art.format, c) for c in dict.fromkeys(checks)}
         prep = preprocessing_of(art)
     doc = {"schema": "edgekit.inspect/1", "path": str(model), "sha256": art.sha256, **info,
@@ -76,7 +76,7 @@ def inspect(
 
 def preprocessing_of(art) -> dict:
     """The artifact's preprocessing (sidecar, else its graph), or why it is unknown."""
-    from ..preprocessing import infer, resolve
+    from ..core.preprocessing import infer, resolve
 
     if art.preprocessing:
         return resolve(art)

@@ -8,7 +8,7 @@ from ._common import console, fmt_bytes
 
 def render(art) -> None:
     """What quantize and export wrote, and the checks made on it."""
-    from ..preprocessing import describe
+    from ..core.preprocessing import describe
 
     m = art.meta
     io = m.get("input", {})

@@ -21,9 +21,9 @@ def predict(
     json_out: bool = JSON_OPT,
 ) -> None:
     """Classify images: the top classes with their scores, for each image."""
-    from ..artifacts import open_artifact
-    from ..predict import predict as run_predict
-    from ..shapes import parse_input_size
+    from ..core.artifacts import open_artifact
+    from ..evaluate.predict import predict as run_predict
+    from ..core.shapes import parse_input_size
 
     art = open_artifact(model)
     with console.status(f"running {model.name} on {len(images)} image(s)"):

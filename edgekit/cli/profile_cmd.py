@@ -14,7 +14,7 @@ def render(result) -> None:
 def _print(r: dict, output) -> None:
     from rich.table import Table
 
-    from ..preprocessing import describe
+    from ..core.preprocessing import describe
 
     lat, s = r["latency_ms"], r["settings"]
     table = Table(show_header=False, title=f"{r['model']['path']} ({r['model']['precision'] or '?'}, "

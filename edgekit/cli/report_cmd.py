@@ -22,9 +22,9 @@ def report(
     """Tables of every variant (size, MACs, latency measured or predicted, accuracy,
     fidelity) and plots: accuracy vs latency with the Pareto front, MACs per block, and the
     before/after of each stage."""
-    from ..artifacts import check_output, write_text_atomic
-    from ..errors import BadInput
-    from ..report import collect, markdown, notes, plots, table_rows, to_html
+    from ..core.artifacts import check_output, write_text_atomic
+    from ..core.errors import BadInput
+    from ..evaluate.report import collect, markdown, notes, plots, table_rows, to_html
 
     if output is not None:
         if output.suffix not in (".html", ".md"):

@@ -27,9 +27,9 @@ def run(
     """Run a recipe: build or load a model, then scale, prune, fine-tune, quantize, export and
     profile it as its stages say, and check its gates. Unchanged stages come from the cache;
     an interrupted run resumes where it stopped."""
-    from ..errors import BadInput
-    from ..pipeline import open_recipe
-    from ..recipe import shipped
+    from ..core.errors import BadInput
+    from ..recipes.runner import open_recipe
+    from ..recipes.schema import shipped
 
     if list_:
         return _list(shipped(), json_out)
@@ -119,7 +119,7 @@ def _summary(doc: dict) -> None:
 
 
 def _list(paths: list[Path], json_out: bool) -> None:
-    from ..recipe import load_recipe
+    from ..recipes.schema import load_recipe
 
     rows = []
     for p in paths:

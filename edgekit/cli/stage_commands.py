@@ -89,7 +89,7 @@ def _param(name: str, annotation: Any, default: Any) -> inspect.Parameter:
 
 def run_command(stage, kwargs: dict[str, Any], schema: str) -> None:
     """Validate, run, save the recipe, print: what every stage command does."""
-    from ..errors import EdgekitError
+    from ..core.errors import EdgekitError
     from ._common import recipe_saver
 
     json_out, force, output = kwargs.pop("json_out"), kwargs.pop("force"), kwargs.pop("output")

@@ -74,7 +74,7 @@ def render_prune(art) -> None:
 
 def render_finetune(art) -> None:
     """The epochs, and the best validation top-1."""
-    from ..preprocessing import describe
+    from ..core.preprocessing import describe
 
     prep = art.meta.get("preprocessing")
     summary = art.meta["finetune"]

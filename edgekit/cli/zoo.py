@@ -13,7 +13,7 @@ app = typer.Typer(help="List and build the MobileNet / EfficientNet families.",
 @app.command("list")
 def list_families(json_out: bool = JSON_OPT) -> None:
     """List every family with its default width, depth and resolution."""
-    from ..registry import FAMILIES
+    from ..core.registry import FAMILIES
 
     rows = [{"name": name, **entry.caps} for name, entry in sorted(FAMILIES.items())]
     if json_out:

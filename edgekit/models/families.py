@@ -1,6 +1,6 @@
 """The model zoo as data: one ``Template`` per family, one generator per template.
 
-Names, default coefficients and capabilities live in ``edgekit.registry.FAMILIES``;
+Names, default coefficients and capabilities live in ``edgekit.core.registry.FAMILIES``;
 ``get_spec`` reads them, checks the user's values and calls the generator registered for the
 name. Sources of the tables: MobileNet v1 (Howard et al. 2017, Table 1), MobileNetV2
 (Sandler et al. 2018, Table 2), MobileNetV3 (Howard et al. 2019, Tables 1-2, with the
@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..preprocessing import PREPROCESSING
-from ..errors import BadInput
-from ..registry import FAMILIES
+from ..core.preprocessing import PREPROCESSING
+from ..core.errors import BadInput
+from ..core.registry import FAMILIES
 from .spec import ArchSpec, Row, Template, check_multiplier, check_resolution, resolve, validate
 
 
@@ -23,7 +23,7 @@ def _pre(mean: list[float], std: list[float]) -> dict[str, Any]:
     return {"mean": list(mean), "std": list(std), "channel_order": "RGB"}
 
 
-# The named conventions live in one table (edgekit.preprocessing.PREPROCESSING).
+# The named conventions live in one table (edgekit.core.preprocessing.PREPROCESSING).
 MINUS_ONE_TO_ONE = _pre(PREPROCESSING["tf"]["mean"], PREPROCESSING["tf"]["std"])  # MobileNets
 LITE_PREPROCESSING = _pre([127.0] * 3, [128.0] * 3)  # efficientnet_lite_builder.py
 IMAGENET = _pre(PREPROCESSING["torch"]["mean"], PREPROCESSING["torch"]["std"])  # ImageNet x255

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BadInput, EnvironmentProblem, first_line
+from ..core.errors import BadInput, EnvironmentProblem, first_line
 from .spec import ArchSpec
 
 _GCS = "https://storage.googleapis.com/"

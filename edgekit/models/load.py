@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import BadInput, EnvironmentProblem, first_line
+from ..core.errors import BadInput, EnvironmentProblem, first_line
 
 
 def quiet_tensorflow() -> None:
@@ -61,7 +61,7 @@ def with_input_size(model, size: tuple[int, int] | None, what: str = "the model"
     the same weights when it is dynamic (``(None, None, C)``); BadInput when it is dynamic and
     no size is given. The copy is rebuilt from the model's config with every InputLayer's
     height and width set (nested models too), so every layer's shapes are concrete."""
-    from ..shapes import channels_axis, concrete, is_dynamic
+    from ..core.shapes import channels_axis, concrete, is_dynamic
 
     shape = list(model.inputs[0].shape)
     if len(shape) != 4 or not is_dynamic(shape):

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from ..artifacts import Artifact, sha256_of
-from ..errors import BadInput, EnvironmentProblem, first_line
+from ..core.artifacts import Artifact, sha256_of
+from ..core.errors import BadInput, EnvironmentProblem, first_line
 from .spec import ArchSpec
 
 CATALOG = Path(__file__).resolve().parent.parent / "catalog"
@@ -52,7 +52,7 @@ def sample_photos() -> list[Path]:
 def photo_batch(resolution: int) -> tuple[np.ndarray, str]:
     """(uint8 (N, r, r, 3) check images, what they are): scikit-image's photos with the
     ImageNet centre crop, else 8 images of edgekit's bundled Fashion-MNIST sample."""
-    from ..data import load_dataset, read_photos
+    from ..core.data import load_dataset, read_photos
 
     files, r = sample_photos(), resolution
     if files:
@@ -66,7 +66,7 @@ def build_pretrained(family: str, weights: str, out: Path, *, resolution: int | 
                      width: float | None = None, depth: float | None = None,
                      dropout: float | None = None, force: bool = False) -> Artifact:
     """Build ``family`` with ``weights`` ("imagenet" or a .pth file) into ``out``."""
-    from ..registry import FAMILIES
+    from ..core.registry import FAMILIES
     from .families import get_spec
 
     spec = get_spec(family, width=width, depth=depth, resolution=resolution, classes=1000,
@@ -119,7 +119,7 @@ def _from_torch(family: str, spec: ArchSpec, path: Path):
     model = build_model(spec, seed=0)
     n = ti.load_into(model, sd, mapping, path)
     images, what = photo_batch(spec.resolution)
-    from ..data import to_model_input
+    from ..core.data import to_model_input
 
     x = to_model_input(images, spec.preprocessing)
     import keras
@@ -157,7 +157,7 @@ def _from_keras(family: str, spec: ArchSpec, default_width: float):
     model = build_model(spec, seed=0)
     n = kw.copy_weights(app_model, model)
     images, what = photo_batch(spec.resolution)
-    from ..data import to_model_input
+    from ..core.data import to_model_input
 
     x = to_model_input(images, spec.preprocessing)
     ours = np.asarray(model(x, training=False))

@@ -15,7 +15,7 @@ import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from ..errors import BadInput
+from ..core.errors import BadInput
 
 KINDS = ("conv", "dwsep", "mbconv", "fused")
 ACTIVATIONS = ("relu", "relu6", "swish", "hard_swish", "sigmoid", "hard_sigmoid")

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import BadInput, EnvironmentProblem, first_line
+from ..core.errors import BadInput, EnvironmentProblem, first_line
 from .families import IMAGENET, LITE_PREPROCESSING
 from .spec import ArchSpec
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import Artifact, atomic_path, tool_versions, write_sidecar
+from ..core.artifacts import Artifact, atomic_path, tool_versions, write_sidecar
 from .spec import ArchSpec
 
 
@@ -82,7 +82,7 @@ def save_child(model: Any, parent: Artifact, out: Path, stage: str, config: dict
                **facts: Any) -> Artifact:
     """Save a Keras model made from ``parent`` by ``stage`` (.keras, atomic) with its sidecar.
     ``spec`` is the architecture it was built from, when it came from the zoo."""
-    from ..artifacts import child_meta
+    from ..core.artifacts import child_meta
     from .load import keras_input_hwc
     from .spec import spec_to_dict
 

@@ -20,9 +20,9 @@ from typing import Callable
 
 import numpy as np
 
-from ..artifacts import Artifact, sidecar_path, update_sidecar
-from ..data import LABELLED
-from ..errors import BadInput, GateFailed
+from ..core.artifacts import Artifact, sidecar_path, update_sidecar
+from ..core.data import LABELLED
+from ..core.errors import BadInput, GateFailed
 
 log = logging.getLogger("edgekit")
 Progress = Callable[[int, int], None]
@@ -40,9 +40,9 @@ def _top1(art: Artifact, images: np.ndarray, labels: np.ndarray, prep: dict,
           data: str | None = None) -> float:
     """Top-1 of ``art`` on the images; with ``data`` (the float model), a model whose
     outputs are degenerate there stops the search: no drop measured from it means anything."""
-    from ..measure import accuracy, degenerate
+    from ..evaluate.metrics import accuracy, degenerate
     from ..runtime.local import LocalRunner
-    from ..runtime.profile import input_spec
+    from ..runtime.profiling import input_spec
 
     shape, nchw = input_spec(art, images.shape[1:3])  # the size the images were read at
     with LocalRunner() as runner:
@@ -60,7 +60,7 @@ def accuracy_aware(quantizer: Callable[..., Artifact], source: Artifact, out: Pa
                    exclude: list[str] | None = None, speed_check: bool = True, threads: int = 1,
                    target: str = "cpu", fmt: str = "tflite", force: bool = False,
                    max_float_layers: int | None = None, **kwargs) -> Artifact:
-    from ..runtime.profile import _load_images, input_spec
+    from ..runtime.profiling import _load_images, input_spec
 
     out = Path(out)
     if mode != "int8":
@@ -155,7 +155,7 @@ def _finish(best: dict, plain: dict, out: Path, float_top1: float, max_drop: flo
                                   "slowdown": round(cost["candidate_ms"] / cost["baseline_ms"], 3)}
     if Path(out).exists() and not force:
         raise BadInput(f"{out} exists (use --force to overwrite)")
-    from ..export.output import undo_on_failure
+    from ..formats.output import undo_on_failure
 
     os.replace(art.path, out)
     with undo_on_failure(out):  # the model, its sidecar and its checks: all or nothing
@@ -172,7 +172,7 @@ def _finish(best: dict, plain: dict, out: Path, float_top1: float, max_drop: flo
 
 def _float_speed(art: Artifact, fmt: str, threads: int, record_speed) -> Artifact:
     """The usual speed check against the float model, for the final model."""
-    from ..artifacts import open_artifact
+    from ..core.artifacts import open_artifact
 
     parent = open_artifact(art.meta["parent"]["path"])
     if fmt == "onnx":
@@ -184,6 +184,6 @@ def _float_speed(art: Artifact, fmt: str, threads: int, record_speed) -> Artifac
         proto = float_source(parent, "cpu", art.meta["stage"]["config"].get("opset", 17), False,
                              tuple(size) if size else None)[0]
         return record_speed(art, lambda p: onnx.save(proto, str(p)), threads)
-    from ..export.tflite import convert_tflite
+    from ..formats.tflite import convert_tflite
 
     return record_speed(art, lambda p: p.write_bytes(convert_tflite(parent, "fp32")), threads)

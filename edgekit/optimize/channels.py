@@ -38,7 +38,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import BadInput
+from ..core.errors import BadInput
 from ..models.load import import_keras
 from ..models.spec import ArchSpec, make_divisible
 

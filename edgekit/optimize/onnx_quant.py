@@ -29,10 +29,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..artifacts import Artifact
-from ..errors import BadInput, EnvironmentProblem
-from ..shapes import channels_axis
-from ..export.onnx import DEFAULT_OPSET, float_onnx, layout, write_onnx
+from ..core.artifacts import Artifact
+from ..core.errors import BadInput, EnvironmentProblem
+from ..core.shapes import channels_axis
+from ..formats.onnx import DEFAULT_OPSET, float_onnx, layout, write_onnx
 
 log = logging.getLogger("edgekit")
 
@@ -186,7 +186,7 @@ def float_source(source: Artifact, target: str, opset: int, unsafe: bool,
                  input_size: tuple[int, int] | None = None):
     """(float proto, facts, (H, W, C), NCHW?) of ``source`` for the ONNX quantizers: a Keras
     model exported and checked, or a user's ONNX model with its input size made static."""
-    from ..export.onnx import onnx_io, onnx_source
+    from ..formats.onnx import onnx_io, onnx_source
     from ..models.load import keras_input_hwc, load_keras, with_input_size
 
     onnx_target = "cpu" if target == "cpu" else "tensorrt"
@@ -228,7 +228,7 @@ def quantize_onnx(source: Artifact, out: Path, mode: str = "int8", calib: str | 
     if not calib:
         raise BadInput("--mode int8 needs calibration data: --calib DATASET "
                        "(e.g. fashion-mnist-sample:train or a folder of images)")
-    from ..export.output import ctrl_c_stops
+    from ..formats.output import ctrl_c_stops
 
     with ctrl_c_stops():  # a Ctrl-C that a library swallows still stops before writing
         fproto, facts, hwc, nchw = float_source(source, target, opset, unsafe, input_size)
@@ -251,7 +251,7 @@ def quantize_onnx(source: Artifact, out: Path, mode: str = "int8", calib: str | 
     if speed_check and target == "cpu":
         import onnx
 
-        from ..export.output import undo_on_failure
+        from ..formats.output import undo_on_failure
         from .speed import record_speed
 
         with undo_on_failure(out):  # the speed check completes the artifact
@@ -264,7 +264,7 @@ def quantize_onnx(source: Artifact, out: Path, mode: str = "int8", calib: str | 
 
 
 def _fidelity(qproto, fproto, samples: np.ndarray) -> dict:
-    from ..measure import fidelity
+    from ..evaluate.metrics import fidelity
 
     q, f = (_run(p, samples) for p in (qproto, fproto))
     return fidelity(q, f)

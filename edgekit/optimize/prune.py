@@ -23,8 +23,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..artifacts import Artifact, check_output
-from ..errors import BadInput
+from ..core.artifacts import Artifact, check_output
+from ..core.errors import BadInput
 from ..models.load import import_keras, load_keras
 from .train import (DEFAULT_MAX_DROP, View, check_classes, check_fit_args, check_not_worse,
                     classifier_parts, fit, load_train_data, output_classes, parse_augment,
@@ -154,7 +154,7 @@ def sparsity_report(model, layers) -> dict:
 def tflite_gzip_size(model, path: Path) -> dict:
     """Sizes of ``model`` converted to a float TFLite file, raw and gzip-compressed (level 9),
     the way a pruned model ships smaller: sparse weights compress, they do not shrink."""
-    from ..export.tflite import convert_tflite
+    from ..formats.tflite import convert_tflite
 
     data = convert_tflite(Artifact(path, "keras"), "fp32", model=model)
     return {"tflite_bytes": len(data), "gzip_bytes": len(gzip.compress(data, 9, mtime=0))}
@@ -173,7 +173,7 @@ def prune_unstructured(source: Artifact, out: Path, data: str, *, sparsity: floa
     ``out`` (.keras) with the measured per-layer sparsity, validation accuracy before and
     after, and the gzip size of the float TFLite export of both models."""
     from ..models.zoo import save_child
-    from .distill import source_spec
+    from .finetune import source_spec
 
     check_output(out, force)
     if not 0 < sparsity < 1:
@@ -243,10 +243,10 @@ def prune_structured(source: Artifact, out: Path, data: str, *, ratio: float,
     ``epochs`` (0: none; ``edgekit finetune --teacher`` distils afterwards), and write ``out``
     with the thinner spec, the groups, and MACs, parameters and validation accuracy before and
     after."""
-    from ..analyze import keras_counts
+    from ..evaluate.analyze import keras_counts
     from ..models.zoo import save_child
     from . import channels
-    from .distill import source_spec
+    from .finetune import source_spec
 
     check_output(out, force)
     augment = parse_augment(augment)

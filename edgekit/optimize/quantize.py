@@ -9,10 +9,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..artifacts import Artifact
-from ..errors import BadInput
-from ..export.output import ctrl_c_stops, undo_on_failure
-from ..export.tflite import IO_TYPES, convert_tflite, write_tflite
+from ..core.artifacts import Artifact
+from ..core.errors import BadInput
+from ..formats.output import ctrl_c_stops, undo_on_failure
+from ..formats.tflite import IO_TYPES, convert_tflite, write_tflite
 
 log = logging.getLogger("edgekit")
 
@@ -24,7 +24,7 @@ Progress = Callable[[int, int], None]  # (done, total)
 def calibration_batches(source: Artifact, calib: str, calib_size: int, input_hwc: tuple[int, int, int],
                         seed: int = 0) -> np.ndarray:
     """``calib_size`` preprocessed float32 samples (N, H, W, C) drawn class-balanced from ``calib``."""
-    from ..data import load_dataset, sample_indices, to_model_input
+    from ..core.data import load_dataset, sample_indices, to_model_input
 
     if calib_size < 1:
         raise BadInput(f"--calib-size must be at least 1 (got {calib_size})")
@@ -84,7 +84,7 @@ def quantize_tflite(source: Artifact, out: Path, mode: str, calib: str | None = 
     art = write_tflite(data, source, out, force, "quantize", config, precision=mode)
     with undo_on_failure(out):  # the checks below complete the artifact: all or nothing
         if target == "gpu":
-            from ..export.tflite import record_gpu_check
+            from ..formats.tflite import record_gpu_check
 
             art = record_gpu_check(art)
         if speed_check and target == "cpu":
@@ -99,7 +99,7 @@ def tflite_sensitivity(source: Artifact, calib: str, calib_size: int = DEFAULT_C
                        unsafe: bool = False, input_size: tuple[int, int] | None = None,
                        **_ignored) -> list[dict]:
     """Layers ranked by their int8 error against float (``export.tflite.layer_errors``)."""
-    from ..export.tflite import layer_errors
+    from ..formats.tflite import layer_errors
     from ..models.load import load_keras, with_input_size
 
     model = (with_input_size(load_keras(source.path, unsafe=unsafe), input_size)

@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import Callable
 
-from ..artifacts import Artifact
+from ..core.artifacts import Artifact
 
 log = logging.getLogger("edgekit")
 
@@ -20,9 +20,9 @@ log = logging.getLogger("edgekit")
 def compare_speed(candidate: Artifact, baseline: Artifact, threads: int = 1,
                   rounds: int = 2) -> dict:
     """Batch-1 median latency of ``candidate`` and ``baseline`` on this machine's runtime."""
-    from ..latency_bench import time_artifact
+    from ..estimate.timing import time_artifact
     from ..runtime.local import LocalRunner
-    from ..runtime.profile import input_spec
+    from ..runtime.profiling import input_spec
 
     shape, nchw = input_spec(candidate)
     best: dict[str, dict] = {}
@@ -52,7 +52,7 @@ def record_speed(art: Artifact, write_float: Callable[[Path], None], threads: in
     result in ``art``'s sidecar and warn when the quantized model is not faster."""
     import tempfile
 
-    from ..artifacts import update_sidecar
+    from ..core.artifacts import update_sidecar
 
     with tempfile.TemporaryDirectory(prefix="edgekit-fp-") as tmp:
         fpath = Path(tmp) / f"float{art.path.suffix}"

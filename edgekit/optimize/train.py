@@ -20,8 +20,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..data import LABELLED, load_dataset, normaliser, sample_indices
-from ..errors import BadInput
+from ..core.data import LABELLED, load_dataset, normaliser, sample_indices
+from ..core.errors import BadInput
 from ..models.load import import_keras
 
 # name -> (Keras preprocessing layer, its arguments). Applied per image in the input
@@ -221,7 +221,7 @@ def pipeline(split: Split, batch_size: int, views: Sequence[View], augment: Sequ
         for view, norm in zip(views, norms):
             v = x if tuple(view.size) == tuple(size) else tf.image.resize(x, view.size,
                                                                           antialias=True)
-            if view.channels == 1:  # ITU-R 601 luminance, as edgekit.data does
+            if view.channels == 1:  # ITU-R 601 luminance, as edgekit.core.data does
                 v = tf.image.rgb_to_grayscale(v)
             out.append(norm(v))
         return (tuple(out) if len(out) > 1 else out[0]), y
@@ -241,7 +241,7 @@ def check_not_worse(stage: str, before: float, after: float, val: Split, max_dro
     """The start-vs-result record of a training stage; a result more than ``max_drop`` points
     of validation top-1 below a starting model that was above chance stops the stage (exit 1,
     nothing written) unless ``allow_worse``."""
-    from ..errors import GateFailed
+    from ..core.errors import GateFailed
 
     drop, images = before - after, len(val)
     if drop > max_drop and not allow_worse and above_chance(before, val):

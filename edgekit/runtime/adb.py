@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from ..artifacts import Artifact
-from ..errors import BadInput, EnvironmentProblem
+from ..core.artifacts import Artifact
+from ..core.errors import BadInput, EnvironmentProblem
 from .base import Runner
 
 DEVICE_TMP = "/data/local/tmp"

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ..artifacts import Artifact
+from ..core.artifacts import Artifact
 
 
 class Runner(abc.ABC):

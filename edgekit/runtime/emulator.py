@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .. import emulator
+from . import qemu as emulator
 from .base import harness_path
 from .local import LocalRunner
 

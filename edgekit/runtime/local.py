@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from ..artifacts import Artifact
-from ..errors import EnvironmentProblem
+from ..core.artifacts import Artifact
+from ..core.errors import EnvironmentProblem
 from .base import Runner, harness_path
 
 

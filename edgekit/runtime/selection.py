@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any, Optional
 
-from ..errors import BadInput
+from ..core.errors import BadInput
 
 # onnxruntime execution providers by --provider; the CPU stays last for the nodes a GPU
 # provider does not take, as onnxruntime's documentation lists them
@@ -63,7 +63,7 @@ def make_runner(options: Any, device=None):
 
 
 def _configured(options: Any, device, limit: dict):
-    from ..registry import RUNNERS
+    from ..core.registry import RUNNERS
 
     host, serial, binary = (_get(options, k) for k in ("host", "serial", "benchmark_binary"))
     if host and (serial or binary):

@@ -31,8 +31,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..artifacts import Artifact
-from ..errors import BadInput, EnvironmentProblem
+from ..core.artifacts import Artifact
+from ..core.errors import BadInput, EnvironmentProblem
 from .base import Runner, harness_path
 
 _HOST = re.compile(r"^(?:[\w.+-]+@)?(?:[\w.-]+|\[[0-9a-fA-F:.]+\])$")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..errors import EnvironmentProblem
+from ..core.errors import EnvironmentProblem
 
 # where JetPack installs it (not on the PATH by default)
 CANDIDATES = ("trtexec", "/usr/src/tensorrt/bin/trtexec")

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from ..registry import STAGES
+from ..core.registry import STAGES
 
 
 def get(name: str):

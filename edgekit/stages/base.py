@@ -16,7 +16,7 @@ from typing import Any, Callable, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..errors import BadInput
+from ..core.errors import BadInput
 
 
 def option(default: Any = ..., help: str = "", *flags: str, cli_required: bool = False,

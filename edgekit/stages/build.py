@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from ..errors import BadInput
+from ..core.errors import BadInput
 from .base import QUIET, Options, Reporter, Stage, option
 
 
@@ -32,7 +32,7 @@ def build(_: None, o: BuildOptions, output: Path, *, force: bool = False,
     or pretrained ImageNet weights with --weights.
 
     Returns the model's Artifact (its architecture spec in ``.meta["spec"]``)."""
-    from ..artifacts import check_output
+    from ..core.artifacts import check_output
 
     if output is None:
         raise BadInput("build needs an output file (-o/--output, out= in Python)")

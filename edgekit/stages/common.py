@@ -26,9 +26,9 @@ def open_model(path: Path, preprocessing: Optional[str] = None, *,
     """The model at ``path`` as an Artifact whose ``preprocessing`` is resolved (flag, sidecar,
     graph). Unknown stops the stage only when ``needed_for`` says what needs it;
     ``keras_for`` (e.g. "training") refuses any format but Keras."""
-    from ..artifacts import open_artifact
-    from ..errors import BadInput
-    from ..preprocessing import resolve
+    from ..core.artifacts import open_artifact
+    from ..core.errors import BadInput
+    from ..core.preprocessing import resolve
 
     art = open_artifact(path)
     if keras_for and art.format != "keras":

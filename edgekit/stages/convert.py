@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from ..errors import BadInput
+from ..core.errors import BadInput
 from .base import QUIET, Options, Reporter, Stage, option
 from .common import (INPUT_SIZE_HELP, PREP_HELP, UNSAFE_HELP, default_output, open_model)
 
@@ -46,9 +46,9 @@ def quantize(model: Path, o: QuantizeOptions, output: Optional[Path], *, force: 
     target, an optional accuracy budget (--max-drop) and a speed check against float.
 
     Returns the quantized model's Artifact (its sidecar in ``.meta``)."""
-    from ..artifacts import check_output
-    from ..registry import QUANTIZERS
-    from ..shapes import parse_input_size
+    from ..core.artifacts import check_output
+    from ..core.registry import QUANTIZERS
+    from ..core.shapes import parse_input_size
 
     size = parse_input_size(o.input_size)
     fmt = o.fmt or ("onnx" if ".onnx" in (model.suffix.lower(), (output or model).suffix.lower())
@@ -112,9 +112,9 @@ def export(model: Path, o: ExportOptions, output: Optional[Path], *, force: bool
     (checked against Keras before it is written).
 
     Returns the exported model's Artifact."""
-    from ..artifacts import check_output
-    from ..registry import EXPORTERS
-    from ..shapes import parse_input_size
+    from ..core.artifacts import check_output
+    from ..core.registry import EXPORTERS
+    from ..core.shapes import parse_input_size
 
     exporter = EXPORTERS.get_entry(o.fmt)
     if o.target not in exporter.caps["targets"]:

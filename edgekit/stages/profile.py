@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from ..errors import BadInput
+from ..core.errors import BadInput
 from .base import QUIET, Options, Reporter, Stage, option
 from .common import INPUT_SIZE_HELP, PREP_HELP
 
@@ -72,12 +72,12 @@ def profile(model: Path, o: ProfileOptions, output: Optional[Path], *, force: bo
     ``.fidelity.top1_agreement``, ``.to_json()``); with ``output``, also written there."""
     import json
 
-    from ..artifacts import check_output, open_artifact, write_text_atomic
-    from ..devices import load_device
-    from ..results import ProfileResult
-    from ..runtime.profile import profile as measure
+    from ..core.artifacts import check_output, open_artifact, write_text_atomic
+    from ..core.devices import load_device
+    from ..core.results import ProfileResult
+    from ..runtime.profiling import profile as measure
     from ..runtime.selection import make_runner
-    from ..shapes import parse_input_size
+    from ..core.shapes import parse_input_size
 
     device = load_device(o.device) if o.device else None  # unknown: lists the known (exit 2)
     if o.accelerator not in ("cpu", "gpu"):

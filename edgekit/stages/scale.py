@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from ..errors import BadInput, GateFailed
+from ..core.errors import BadInput, GateFailed
 from .base import QUIET, Reporter, Stage, option
 from .profile import SSHOptions
 
@@ -43,8 +43,8 @@ def scale(from_model: Optional[Path], o: ScaleOptions, output: Optional[Path], *
 
     Returns a SearchResult; with ``output``, the chosen model is written there (weights
     inherited from ``from_model`` where layer names and shapes match)."""
-    from ..artifacts import check_output
-    from ..scale import GROUPS, group_of, search
+    from ..core.artifacts import check_output
+    from ..estimate.search import GROUPS, group_of, search
 
     if o.device is None:
         raise BadInput("scale needs a device (--device)")
@@ -94,9 +94,9 @@ class _Target:
 def _target(o: ScaleOptions) -> _Target:
     """The device's profile, latency model and budget, each option falling back to the
     device's default budget."""
-    from ..devices import load_device
-    from ..latency import device_model
-    from ..scale import Budget
+    from ..core.devices import load_device
+    from ..estimate.latency import device_model
+    from ..estimate.search import Budget
 
     profile = load_device(o.device)
     b = profile.default_budget
@@ -141,7 +141,7 @@ def _source(from_model: Optional[Path], family, classes: int):
 
 
 def _open_keras(path: Path):
-    from ..artifacts import open_artifact
+    from ..core.artifacts import open_artifact
 
     art = open_artifact(path)
     if art.format != "keras":
@@ -174,7 +174,7 @@ def _measured(o: ScaleOptions, target: _Target, chosen: list, doc: dict, reporte
 
 
 def _time(runner, chosen, model, reporter: Reporter):
-    from ..latency_bench import measure_specs
+    from ..estimate.timing import measure_specs
 
     if not runner.latency_meaningful:
         raise BadInput(f"--measure needs device timings; the {runner.name} runner's are not "
@@ -191,7 +191,7 @@ def _time(runner, chosen, model, reporter: Reporter):
 def _write(best, output: Path, doc: dict, source, force: bool):
     """Build ``best`` (weights from ``source`` where they fit) and write it: (its Artifact,
     the document's ``output`` record)."""
-    from ..artifacts import open_artifact
+    from ..core.artifacts import open_artifact
     from ..models.build import build_model
     from ..models.zoo import write_model
 
@@ -237,7 +237,7 @@ def _with(doc: dict, exc: GateFailed) -> GateFailed:
 
 
 def _result(doc: dict, art):
-    from ..results import SearchResult
+    from ..core.results import SearchResult
 
     return SearchResult(doc, art)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from ..errors import BadInput
+from ..core.errors import BadInput
 from .base import QUIET, Options, Reporter, Stage, option
 from .common import PREP_HELP, UNSAFE_HELP, default_output, open_model
 
@@ -66,7 +66,7 @@ def prune(model: Path, o: PruneOptions, output: Optional[Path], *, force: bool =
     compressed) or structured channel pruning (--structured --ratio, fewer MACs, faster).
 
     Returns the pruned model's Artifact; its sidecar's ``pruning`` holds what was measured."""
-    from ..artifacts import check_output
+    from ..core.artifacts import check_output
 
     if o.structured and (o.ratio is None or o.sparsity is not None):
         raise BadInput("--structured takes --ratio (the share of channels to remove), "
@@ -139,8 +139,8 @@ def finetune(model: Path, o: FinetuneOptions, output: Optional[Path], *, force: 
     and knowledge distillation from --teacher; best validation weights are kept.
 
     Returns the trained model's Artifact; its sidecar's ``finetune`` holds the history."""
-    from ..artifacts import check_output
-    from ..optimize.distill import finetune as train
+    from ..core.artifacts import check_output
+    from ..optimize.finetune import finetune as train
 
     output = output or default_output(model, ".keras", "finetuned")
     check_output(output, force, suffix=".keras")

@@ -11,11 +11,11 @@ from dataclasses import FrozenInstanceError, replace
 import numpy as np
 import pytest
 
-from edgekit.errors import BadInput
+from edgekit.core.errors import BadInput
 from edgekit.models.families import family_names, get_spec
 from edgekit.models.spec import (ArchSpec, BlockSpec, make_divisible, scale, scale_repeats,
                                  spec_from_dict, spec_to_dict)
-from edgekit.registry import FAMILIES
+from edgekit.core.registry import FAMILIES
 
 keras = pytest.importorskip("keras")
 from edgekit.models.build import build_model  # noqa: E402
@@ -44,7 +44,7 @@ def test_registry_lists_every_family_with_caps():
 
 
 def test_spec_modules_import_without_keras():
-    code = ("import sys, edgekit.models.families, edgekit.models.spec, edgekit.registry;"
+    code = ("import sys, edgekit.models.families, edgekit.models.spec, edgekit.core.registry;"
             "assert not {'keras', 'tensorflow'} & set(sys.modules), 'heavy import'")
     subprocess.run([sys.executable, "-c", code], check=True)
 

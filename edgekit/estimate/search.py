@@ -3,9 +3,9 @@
 The search enumerates (width, resolution) for MobileNets and (width, depth, resolution) for
 EfficientNet and EfficientNet-Lite — along the compound-scaling line (depth 1.2^phi, width
 1.1^phi, resolution 1.15^phi; Tan & Le 2019) and off it on a grid — evaluates every candidate
-with the cost model (latency from ``edgekit.latency``, peak activations and weight bytes from
-``edgekit.costmodel``), keeps those that meet every budget and ranks them by the accuracy proxy
-(``edgekit.proxy``). Nothing is built until the user asks for the winner.
+with the cost model (latency from ``edgekit.estimate.latency``, peak activations and weight bytes from
+``edgekit.estimate.work``), keeps those that meet every budget and ranks them by the accuracy proxy
+(``edgekit.estimate.accuracy``). Nothing is built until the user asks for the winner.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from .costmodel import peak_activation_bytes, spec_work, totals, weight_bytes
-from .errors import BadInput
+from .work import peak_activation_bytes, spec_work, totals, weight_bytes
+from ..core.errors import BadInput
 from .latency import LatencyModel
-from .models.spec import ArchSpec
-from .proxy import Proxy, proxy_accuracy
+from ..models.spec import ArchSpec
+from .accuracy import Proxy, proxy_accuracy
 
 # family group -> the zoo family its candidates are scaled from
 GROUPS = {"mobilenet_v1": "mobilenet_v1", "mobilenet_v2": "mobilenet_v2",
@@ -106,7 +106,7 @@ def grid(group: str) -> list[tuple[float, float, int, Optional[float]]]:
 
 def evaluate(group: str, width: float, depth: float, resolution: int, phi: Optional[float],
              model: LatencyModel, budget: Budget, classes: int) -> Candidate:
-    from .models.families import get_spec
+    from ..models.families import get_spec
 
     family = GROUPS[group]
     spec = get_spec(family, width=width, depth=depth, resolution=resolution, classes=classes)

@@ -21,8 +21,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from edgekit.errors import BadInput
-from edgekit.shapes import channels_axis, concrete, is_dynamic
+from edgekit.core.errors import BadInput
+from edgekit.core.shapes import channels_axis, concrete, is_dynamic
 
 FORMATS = ("keras", "savedmodel", "tflite", "onnx")
 
@@ -45,7 +45,7 @@ def _size(p: Path) -> int:
 
 
 def _bad(path, fmt, exc: Any) -> BadInput:
-    from .errors import first_line
+    from ..core.errors import first_line
 
     return BadInput(f"cannot read {path} as {fmt}: {first_line(exc)}")
 
@@ -115,7 +115,7 @@ def _keras(p: Path, input_size: tuple[int, int] | None = None) -> dict:
     info = None
     if input_size is not None and len(model.inputs[0].shape) == 4 and \
             is_dynamic(list(model.inputs[0].shape)):
-        from .models.load import with_input_size
+        from ..models.load import with_input_size
 
         info = _keras_model(model, keras)  # the file's own inputs, as they are
         model = with_input_size(model, input_size, str(p))
@@ -134,7 +134,7 @@ def keras_counts(model) -> dict:
 
 
 def _keras_model(model, keras) -> dict:
-    from .models.load import leaf_layers
+    from ..models.load import leaf_layers
 
     layers, ops, notes = [], Counter(), []
     for layer in leaf_layers(model):

@@ -33,7 +33,7 @@ import zipfile
 from pathlib import Path
 from typing import Callable
 
-from .errors import BadInput, EnvironmentProblem
+from ..core.errors import BadInput, EnvironmentProblem
 
 SUITE = "bookworm"  # Debian 12: Python 3.11, like the wheels fetched for it
 PY = "3.11"

@@ -152,7 +152,7 @@ class Budget(_Strict):
 
 
 class Fitted(_Strict):
-    """Latency-feature coefficients (ms per unit of each ``edgekit.latency.FEATURES``) fitted
+    """Latency-feature coefficients (ms per unit of each ``edgekit.estimate.latency.FEATURES``) fitted
     by ``edgekit calibrate`` at one thread count."""
 
     coefficients: dict[str, Num]

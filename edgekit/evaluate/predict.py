@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from .artifacts import Artifact
-from .errors import BadInput
+from ..core.artifacts import Artifact
+from ..core.errors import BadInput
 
 SCHEMA = "edgekit.predict/1"
 
@@ -24,10 +24,10 @@ def predict(art: Artifact, images: list[Path], *, top: int = 5,
     """Top-``top`` classes with scores for each image (an ``edgekit.predict/1`` document).
     A model whose output is not one vector of class scores per image gets no classes: the
     document gives its output's shape and statistics per image instead."""
-    from .data import read_photos
-    from .runtime.local import LocalRunner
-    from .preprocessing import resolve
-    from .runtime.profile import input_spec, output_kind
+    from ..core.data import read_photos
+    from ..runtime.local import LocalRunner
+    from ..core.preprocessing import resolve
+    from ..runtime.profiling import input_spec, output_kind
 
     if not images:
         raise BadInput("give at least one image file")

@@ -187,8 +187,8 @@ def check(doc: Any, path: Path, schema: str | None = None) -> dict:
         raise BadInput(f"{path}: not a valid {name} document ({where}: "
                        f"{err['msg'].removeprefix('Value error, ')})") from None
     if name == SIDECAR_SCHEMA and doc.get("spec") is not None:
-        from .costmodel import spec_work
-        from .models.spec import spec_from_dict
+        from ..estimate.work import spec_work
+        from ..models.spec import spec_from_dict
 
         try:  # the spec's numbers must make a network the cost model can walk
             spec_work(spec_from_dict(doc["spec"]))
@@ -263,7 +263,7 @@ class ProfileResult(_View):
 
 
 class SearchResult(_View):
-    """What ``edgekit.scale`` found (an ``edgekit.scale/1`` document): ``chosen``,
+    """What ``edgekit.estimate.search`` found (an ``edgekit.scale/1`` document): ``chosen``,
     ``candidates``, ``budget``, ``latency_model``; ``artifact``: the model it wrote (None
     without an output). ``to_json()`` gives the document."""
 

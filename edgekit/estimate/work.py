@@ -3,7 +3,7 @@
 ``spec_work(spec)`` lists every layer the builder (``edgekit.models.build``) would create that
 does arithmetic — full convs, pointwise and depthwise convs, squeeze-excite convs, dense — with
 its MACs, parameters, shapes, stride and kernel, using the same names and the same counting
-rules as ``edgekit.analyze`` (MACs of conv/depthwise/dense only; BN, activations, adds and
+rules as ``edgekit.evaluate.analyze`` (MACs of conv/depthwise/dense only; BN, activations, adds and
 pooling are free). It imports no keras or tensorflow: a spec is evaluated in well under a
 millisecond per block, so a scale search can afford thousands of candidates.
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .models.spec import ArchSpec, BlockSpec
+from ..models.spec import ArchSpec, BlockSpec
 
 KINDS = ("conv", "pointwise", "depthwise", "dense", "se")
 PRECISIONS = ("fp32", "fp16", "int8", "dynamic")

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from edgekit.errors import BadInput, EnvironmentProblem
+from edgekit.core.errors import BadInput, EnvironmentProblem
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 FASHION_MNIST_CLASSES = [

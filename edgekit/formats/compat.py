@@ -20,7 +20,7 @@ below) from the runtimes' own source:
   activations), plus static shapes for a single engine without optimization profiles.
 
 Each check returns the unsupported ops with the reason and the share of the model's MACs that
-would run elsewhere (MACs from ``edgekit.analyze``).
+would run elsewhere (MACs from ``edgekit.evaluate.analyze``).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..errors import BadInput
+from ..core.errors import BadInput
 
 CHECKS = {"gpu": "tflite", "xnnpack": "tflite", "tensorrt": "onnx"}
 _GPU_ACTS = {0, 1, 2, 3, 4}  # NONE, RELU, RELU_N1_TO_1, RELU6, TANH (SIGMOID: no TFLite enum)
@@ -85,7 +85,7 @@ def check(path: str | Path, fmt: str, which: str) -> dict[str, Any]:
     if CHECKS[which] != fmt:
         raise BadInput(f"--check {which} applies to .{CHECKS[which]} models, not {fmt} "
                        f"(export or quantize to {CHECKS[which]} first)")
-    from ..analyze import analyze
+    from ..evaluate.analyze import analyze
 
     macs = {layer["name"]: layer["macs"] for layer in analyze(path, fmt)["layers"]}
     ops = _tflite_ops(path) if fmt == "tflite" else None

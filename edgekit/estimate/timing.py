@@ -16,9 +16,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .artifacts import Artifact
-from .models.spec import ArchSpec
-from .runtime.base import Runner
+from ..core.artifacts import Artifact
+from ..models.spec import ArchSpec
+from ..runtime.base import Runner
 
 SYNTHETIC_CALIB = 4  # int8 calibration samples (latency does not depend on their values)
 TARGET_TIMING_S = 0.6  # aim for this much timed work per measurement
@@ -26,8 +26,8 @@ TARGET_TIMING_S = 0.6  # aim for this much timed work per measurement
 
 def convert_spec(spec: ArchSpec, precision: str, out: Path, seed: int = 0) -> Path:
     """Build ``spec`` and write it as a .tflite in ``precision`` (fp32 | fp16 | dynamic | int8)."""
-    from .export.tflite import convert_tflite
-    from .models.build import build_model
+    from ..formats.tflite import convert_tflite
+    from ..models.build import build_model
 
     model = build_model(spec, seed=seed)
     representative = None
@@ -73,7 +73,7 @@ def time_artifact(artifact: Artifact, runner: Runner, input_shape: list[int], th
 
 
 def _convert_job(args: tuple[ArchSpec, str, str]) -> str:
-    from .models.load import quiet_tensorflow
+    from ..models.load import quiet_tensorflow
     quiet_tensorflow()
     spec, precision, path = args
     return str(convert_spec(spec, precision, Path(path)))

@@ -20,8 +20,8 @@ import json
 from pathlib import Path
 from typing import Any, Optional
 
-from .errors import BadInput, first_line
-from .results import PROFILE_SCHEMA, RUN_SCHEMA, SIDECAR_SCHEMA, check
+from ..core.errors import BadInput, first_line
+from ..core.results import PROFILE_SCHEMA, RUN_SCHEMA, SIDECAR_SCHEMA, check
 
 REPORT_SCHEMA = "edgekit.report/1"
 TITLES = {"pareto": "Accuracy vs latency", "layers": "MACs per block of the final model",
@@ -83,7 +83,7 @@ def _load(path: Path) -> dict:
 
 
 def _add_variant(variants: dict, path: Path, name: str, stage: Optional[str]) -> None:
-    from .artifacts import open_artifact
+    from ..core.artifacts import open_artifact
 
     art = open_artifact(path)
     m = art.meta
@@ -108,8 +108,8 @@ def _bare_variant(p: dict) -> dict:
 def _work(art) -> tuple[Optional[int], Optional[int]]:
     """MACs and params: from the spec when edgekit built the model, else from its graph."""
     if art.meta.get("spec"):
-        from .costmodel import spec_work, totals
-        from .models.spec import spec_from_dict
+        from ..estimate.work import spec_work, totals
+        from ..models.spec import spec_from_dict
 
         t = totals(spec_work(spec_from_dict(art.meta["spec"])))
         return t["macs"], art.meta.get("params") or t["params"]
@@ -144,7 +144,7 @@ def _predict(v: dict, device: str) -> Optional[dict]:
     """The cost model's latency for ``device`` (None without a spec or a cost model)."""
     if not v.get("spec"):
         return None
-    from .latency import predict_for_device
+    from ..estimate.latency import predict_for_device
 
     try:
         return predict_for_device(device, v["spec"], v["precision"])
@@ -242,8 +242,8 @@ def _pareto_png(points: list[dict]) -> bytes:
 def _layers_png(v: dict) -> bytes:
     import matplotlib.pyplot as plt
 
-    from .costmodel import spec_work
-    from .models.spec import spec_from_dict
+    from ..estimate.work import spec_work
+    from ..models.spec import spec_from_dict
 
     blocks: dict[str, int] = {}
     for w in spec_work(spec_from_dict(v["spec"])):

@@ -10,9 +10,9 @@ import json
 from pathlib import Path
 from typing import Any, Optional
 
-from .compare import degenerate_reasons
-from .errors import BadInput
-from .recipe import Recipe
+from ..evaluate.compare import degenerate_reasons
+from ..core.errors import BadInput
+from .schema import Recipe
 
 Step = Any  # a pipeline step: .id, .name, .makes_model, .record (its stage.json)
 
@@ -69,8 +69,8 @@ def _latency_gate(recipe: Recipe, final: Optional[Step], profiles: list[dict],
 
 
 def _predicted_latency(device: str, final: Step, limit: float) -> dict:
-    from .artifacts import open_artifact
-    from .latency import predict_for_device
+    from ..core.artifacts import open_artifact
+    from ..estimate.latency import predict_for_device
 
     meta = open_artifact(final.record["output"]["path"]).meta
     if "spec" not in meta:

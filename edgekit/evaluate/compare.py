@@ -35,9 +35,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import BadInput
+from ..core.errors import BadInput
 
-from .results import PROFILE_SCHEMA as SCHEMA, check
+from ..core.results import PROFILE_SCHEMA as SCHEMA, check
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from ..artifacts import Artifact, child_meta, tool_versions, update_sidecar, write_sidecar
-from ..errors import BadInput, EdgekitError, first_line
+from ..core.artifacts import Artifact, child_meta, tool_versions, update_sidecar, write_sidecar
+from ..core.errors import BadInput, EdgekitError, first_line
 from ..models.load import load_keras, quiet_tensorflow
 
 MODES = ("fp32", "fp16", "dynamic", "int8", "int16x8")

@@ -38,12 +38,12 @@ from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 
-from .costmodel import _blocks, _n, block_work, spec_work, weight_bytes
-from .errors import BadInput
-from .models.spec import ArchSpec
+from .work import _blocks, _n, block_work, spec_work, weight_bytes
+from ..core.errors import BadInput
+from ..models.spec import ArchSpec
 
 if TYPE_CHECKING:
-    from .devices import DeviceProfile
+    from ..core.devices import DeviceProfile
 
 # Quoted when a rate entry gives no expected error of its own: a MAC count alone misses the
 # per-kind efficiency differences, which span about 2x on the host measurements.
@@ -255,8 +255,8 @@ def predict_for_device(device: str, spec: dict, precision: str | None) -> dict:
     """The latency of a model (its spec as a dict) on ``device`` at the device's default
     runtime and threads, with the prediction's expected error and basis. Raises BadInput when
     the device has no cost model for that precision."""
-    from .devices import load_device
-    from .models.spec import spec_from_dict
+    from ..core.devices import load_device
+    from ..models.spec import spec_from_dict
 
     profile = load_device(device)
     b = profile.default_budget

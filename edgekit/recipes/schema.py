@@ -10,7 +10,7 @@ the same keys back.
 Two keys of a stage belong to the runner: ``id`` (its name; default the command's) and
 ``input`` (``"@id"`` of an earlier stage's model; default the previous one). An option value
 ``"@name"`` names a dataset of ``datasets`` or an earlier stage's model (``"@build"`` is the
-zoo build). ``edgekit.pipeline`` runs recipes.
+zoo build). ``edgekit.recipes.runner`` runs recipes.
 
 Errors name the file and the line of the mistake (``recipe.yaml:12: stages.1.mode: ...``).
 """
@@ -25,7 +25,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
-from .errors import EdgekitError
+from ..core.errors import EdgekitError
 
 SCHEMA = "edgekit.recipe/1"
 # Keys of a stage that belong to the runner, not to the stage's options: the stage's name
@@ -42,7 +42,7 @@ class _Strict(BaseModel):
 
 
 # a recipe's ``zoo:`` is the build stage's options
-from .stages.build import BuildOptions as ZooSource  # noqa: E402
+from ..stages.build import BuildOptions as ZooSource  # noqa: E402
 
 
 class Gates(_Strict):
@@ -89,7 +89,7 @@ class Recipe(_Strict):
 
 def recipe_stages() -> tuple[str, ...]:
     """The stages a recipe lists under ``stages:`` (a zoo build is its ``zoo:``)."""
-    from .registry import STAGES
+    from ..core.registry import STAGES
 
     return tuple(name for name, entry in STAGES.items() if entry.caps.get("recipe"))
 
@@ -111,7 +111,7 @@ class Stage:
 
 def makes_model(stage: str) -> bool:
     """Whether a stage's output is a model (the next stage's input); profile writes a result."""
-    from .stages import get
+    from ..stages import get
 
     return get(stage).makes_model
 
@@ -119,7 +119,7 @@ def makes_model(stage: str) -> bool:
 @lru_cache(maxsize=None)
 def stage_model(stage: str) -> type[BaseModel]:
     """The options model of ``stage`` with its ``stage`` key, as a recipe writes it."""
-    from .stages import get
+    from ..stages import get
 
     base = get(stage).options
     return create_model(f"{stage.title()}Stage", __base__=base, stage=(Literal[stage], ...))
@@ -129,7 +129,7 @@ def validate_stages(stages: list[dict[str, Any]], path: Path, node,
                     datasets: Any = (), built: bool = False) -> list[Stage]:
     """Each stage validated by its command's schema, its id and its "@name" references
     (datasets and earlier stages); errors point at the stage's line."""
-    from .yamlfile import error_at, validation_error
+    from ..core.yamlfile import error_at, validation_error
 
     out: list[Stage] = []
     models: set[str] = {"build"} if built else set()  # ids of the models made so far
@@ -200,7 +200,7 @@ def shipped() -> list[Path]:
 
 def recipe_path(name: str) -> Path:
     """A recipe file, or the name of a shipped one (``edgekit run mobilenet_v2-pixel7-int8``)."""
-    from .errors import BadInput
+    from ..core.errors import BadInput
 
     path = Path(name).expanduser()
     if path.is_file() or path.suffix in (".yaml", ".yml") or "/" in name:
@@ -214,9 +214,9 @@ def recipe_path(name: str) -> Path:
 
 def load_recipe(path: str | Path) -> tuple[Recipe, list[Stage]]:
     """Read and validate a recipe; every problem is one BadInput naming the file and line."""
-    from .devices import load_device
-    from .errors import BadInput
-    from .yamlfile import error_at, load_validated
+    from ..core.devices import load_device
+    from ..core.errors import BadInput
+    from ..core.yamlfile import error_at, load_validated
 
     recipe, node = load_validated(Path(path), Recipe, "a recipe")
     stages = validate_stages(recipe.stages, Path(path), node, recipe.datasets,
@@ -282,7 +282,7 @@ def save_command_recipe(path: Path, stage, options: BaseModel, source: Optional[
     """Write ``command_recipe`` to ``path`` (atomically)."""
     import yaml
 
-    from .artifacts import write_text_atomic
+    from ..core.artifacts import write_text_atomic
 
     doc = command_recipe(stage, options, source, Path(path).parent)
     text = yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)

@@ -6,7 +6,7 @@ emulator use the same code):
 * **probes** — small networks made of one repeated block kind (pointwise-heavy inverted
   residuals, large-map depthwise, swish + squeeze-excite, hard-swish + squeeze-excite,
   MobileNet v1 separable convs, the same with channels off the 16-wide SIMD tile), so that
-  each feature of ``edgekit.latency`` varies on its own;
+  each feature of ``edgekit.estimate.latency`` varies on its own;
 * **representative networks** — scaled variants of every zoo family kind across width, depth
   and resolution.
 
@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .models.spec import ArchSpec, Row, Template
+from ..models.spec import ArchSpec, Row, Template
 
 # (family, width, depth, resolution): spread over each family's range, 6 per family kind,
 # then 13 that cover what those miss: widths whose channels are not multiples of 16 (v1's odd
@@ -76,7 +76,7 @@ SUITES = {"full": (len(NETWORKS), len(PROBES)), "quick": (14, len(PROBES)), "tin
 
 def suite_specs(suite: str = "full") -> list[tuple[str, ArchSpec]]:
     """(label, spec) of every measurement in ``suite`` (full | quick | tiny)."""
-    from .models.families import from_template, get_spec
+    from ..models.families import from_template, get_spec
 
     n_net, n_probe = SUITES[suite]
     step = max(1, len(NETWORKS) // n_net)
@@ -128,7 +128,7 @@ def fit_measurements(rows: list[dict[str, Any]], precision: str, threads: int) -
 def calibrate(runner, precisions: list[str], threads: int, suite: str = "full", jobs: int = 1,
               progress: Callable[[str, int, int], None] | None = None) -> list[Fit]:
     """Measure the suite on ``runner`` at each precision and fit the coefficients."""
-    from .latency_bench import measure_specs
+    from .timing import measure_specs
 
     labelled = suite_specs(suite)
     fits = []
@@ -152,8 +152,8 @@ def write_profile(profile, fits: list[Fit], out: Path, *, command: str, date: st
     anything."""
     import yaml
 
-    from .artifacts import write_text_atomic
-    from .devices import load_profile_file
+    from ..core.artifacts import write_text_atomic
+    from ..core.devices import load_profile_file
 
     data = yaml.safe_load(Path(profile.path).read_text(encoding="utf-8"))
     sources = data.setdefault("sources", {})

@@ -61,9 +61,9 @@ QUANTIZERS.add("onnx", "edgekit.optimize.onnx_quant:quantize_onnx",
                needs=["tensorflow", "tf2onnx", "onnxruntime", "nncf"])
 
 EXPORTERS = Registry("export format")
-EXPORTERS.add("tflite", "edgekit.export.tflite:export_tflite", suffix=".tflite",
+EXPORTERS.add("tflite", "edgekit.formats.tflite:export_tflite", suffix=".tflite",
               targets=["cpu", "gpu"], needs=["tensorflow"])
-EXPORTERS.add("onnx", "edgekit.export.onnx:export_onnx", suffix=".onnx",
+EXPORTERS.add("onnx", "edgekit.formats.onnx:export_onnx", suffix=".onnx",
               targets=["cpu", "jetson", "tensorrt"],
               needs=["tensorflow", "tf2onnx", "onnx", "onnxslim", "onnxruntime"])
 

@@ -35,11 +35,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from .errors import BadInput, EdgekitError, GateFailed
-from .recipe import DATA_OPTIONS, as_reference, load_recipe, makes_model, stage_to_dict
-from .results import RUN_SCHEMA
-from .stages import get as get_stage
-from .stages.base import QUIET, Reporter
+from ..core.errors import BadInput, EdgekitError, GateFailed
+from .schema import DATA_OPTIONS, as_reference, load_recipe, makes_model, stage_to_dict
+from ..core.results import RUN_SCHEMA
+from ..stages import get as get_stage
+from ..stages.base import QUIET, Reporter
 
 STAGE_SCHEMA = "edgekit.stage/1"
 
@@ -134,14 +134,14 @@ class Pipeline:
         return path if path.is_absolute() else self.base / path
 
     def _data(self, spec: str) -> str:
-        from .data import is_named
+        from ..core.data import is_named
 
         if is_named(spec) and not (self.base / spec).exists():
             return spec  # a named dataset such as fashion-mnist:train
         return str(self._local(spec))
 
     def _data_hash(self, spec: str) -> str:
-        from .data import is_named, resolve_named
+        from ..core.data import is_named, resolve_named
 
         if is_named(spec) and not Path(spec).exists():
             images = resolve_named(spec)  # the IDX images file; its labels file beside it
@@ -152,7 +152,7 @@ class Pipeline:
         return self._file_hash(Path(spec))
 
     def _file_hash(self, path: Path) -> str:
-        from .artifacts import sha256_of
+        from ..core.artifacts import sha256_of
 
         if not path.exists():
             raise BadInput(f"{self.path}: {path}: no such file or folder")
@@ -164,7 +164,7 @@ class Pipeline:
 
     def key_of(self, step: Step, done: dict[str, Step]) -> Optional[str]:
         """The step's cache key, or None while an input it needs has not run yet."""
-        from . import __version__
+        from .. import __version__
 
         config: dict[str, Any] = {}
         for k, v in step.keyed.items():
@@ -178,7 +178,7 @@ class Pipeline:
         if any(_pending(v) for v in config.values()):
             return None
         if get_stage(step.name).needs_device and step.device:
-            from .devices import load_device
+            from ..core.devices import load_device
 
             config["<device>"] = load_device(step.device).model_dump(mode="json")
         if step.name == "profile":  # a local measurement belongs to this machine
@@ -270,8 +270,8 @@ class Pipeline:
         the folder is complete, an interrupted stage leaves the finished ones in the cache.
         ``watch(step)``: a context manager giving the Reporter of a running step; ``show``
         gets each step's result once it has run (not for cached ones)."""
-        from . import __version__
-        from .artifacts import sha256_of
+        from .. import __version__
+        from ..core.artifacts import sha256_of
 
         missing = self.problems()
         if missing:  # before anything runs
@@ -324,7 +324,7 @@ class Pipeline:
     def _execute(self, step: Step, done: dict[str, Step], use_cache: bool,
                  announce: Callable[[Step, bool], None], watch, show) -> bool:
         """Run ``step`` unless the cache has it; True when it came from the cache."""
-        from .artifacts import sha256_of, size_of
+        from ..core.artifacts import sha256_of, size_of
 
         step.key = self.key_of(step, done)
         assert step.key is not None  # every input ran before this step
@@ -385,7 +385,7 @@ class Pipeline:
 def open_recipe(recipe: str, cache_dir: Path) -> Pipeline:
     """The Pipeline of a recipe file, or of a shipped recipe named without a path (whose
     relative paths are then read from the working folder)."""
-    from .recipe import recipe_path
+    from .schema import recipe_path
 
     path = recipe_path(recipe)
     return Pipeline(path, cache_dir,
@@ -421,7 +421,7 @@ def _pending(value: Any) -> bool:
 def options_argv(model, values: dict[str, Any]) -> list[str]:
     """Command-line words for option ``values`` (name -> value) of a stage's options model:
     arguments by their place, then each option by its flag."""
-    from .stages.base import flags_of, is_argument
+    from ..stages.base import flags_of, is_argument
 
     fields = model.model_fields
     out = [str(values[n]) for n, f in fields.items() if is_argument(f) and n in values]

@@ -7,8 +7,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ..artifacts import Artifact, check_output, open_artifact
-from ..errors import BadInput
+from ..core.artifacts import Artifact, check_output, open_artifact
+from ..core.errors import BadInput
 from ..models.load import import_keras, load_keras
 from .train import (Teacher, TrainData, View, above_chance, check_classes, check_fit_args,
                     check_schedule, classifier_parts, fit, load_train_data, output_classes,
@@ -70,7 +70,7 @@ def frozen_layers(model, freeze: str | int | None) -> list[str]:
 
 
 def open_teacher(path: Path, unsafe: bool, preprocessing: str | None) -> Teacher:
-    from ..preprocessing import resolve
+    from ..core.preprocessing import resolve
 
     art = open_artifact(path)
     if art.format != "keras":

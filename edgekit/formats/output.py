@@ -22,7 +22,7 @@ import shutil
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 
-from ..artifacts import atomic_path, sidecar_path
+from ..core.artifacts import atomic_path, sidecar_path
 
 T = TypeVar("T")
 

@@ -1,7 +1,7 @@
 """Does the cost model reproduce published latencies? A check on published phone figures.
 
 For each published series (one phone, runtime, precision and thread count), the rate model of
-``edgekit.latency`` (one MAC rate + one per-inference overhead, the form the phone profiles
+``edgekit.estimate.latency`` (one MAC rate + one per-inference overhead, the form the phone profiles
 use) is fitted on two *calibration* models and then predicts the series' other, *held-out*
 models. MACs come from edgekit's own specs of the same variants (1000 classes). Every latency
 below is published; nothing here is measured.
@@ -53,8 +53,8 @@ class AnchorResult:
 
 def check() -> list[AnchorResult]:
     """Fit each series on its calibration models; predict every model of the series."""
-    from .costmodel import spec_work, totals
-    from .models.families import get_spec
+    from .work import spec_work, totals
+    from ..models.families import get_spec
 
     out = []
     for series, source, rows, calib in SERIES:

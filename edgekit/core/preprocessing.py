@@ -97,7 +97,7 @@ def infer(art, model=None) -> tuple[dict | None, str]:
     """(preprocessing read from the graph, or None; why not, when None)."""
     if art.format == "keras":
         if model is None:
-            from .models.load import load_keras
+            from ..models.load import load_keras
 
             model = load_keras(art.path)
         return from_keras(model)
@@ -140,7 +140,7 @@ def _leading_keras_layers(model):
 
     import keras
 
-    from .models.load import leaf_layers
+    from ..models.load import leaf_layers
 
     flat = [l for l in leaf_layers(model) if not isinstance(l, keras.layers.InputLayer)]
     pre_types = (keras.layers.Rescaling, keras.layers.Normalization)

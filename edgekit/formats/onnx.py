@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..artifacts import Artifact, child_meta, tool_versions, write_sidecar
-from ..errors import BadInput, EdgekitError, first_line
+from ..core.artifacts import Artifact, child_meta, tool_versions, write_sidecar
+from ..core.errors import BadInput, EdgekitError, first_line
 
 OPSETS = range(13, 19)  # tf2onnx 1.17 converts Keras 3 models at opsets 13..18 (FACTS.md)
 DEFAULT_OPSET = 17
@@ -246,7 +246,7 @@ def onnx_source(source: Artifact, target: str = "cpu",
     Its layout stays as it is: converting NHWC to NCHW is the exporter's job."""
     import onnx
 
-    from ..shapes import channels_axis, concrete
+    from ..core.shapes import channels_axis, concrete
 
     try:
         proto = onnx.load(str(source.path))

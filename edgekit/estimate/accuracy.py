@@ -23,7 +23,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .models.spec import ArchSpec
+from ..models.spec import ArchSpec
 
 SOURCES = {
     "slim-v1": "tensorflow/models research/slim/nets/mobilenet_v1.md (2017_06_14 checkpoints)",
@@ -74,7 +74,7 @@ class Proxy:
 
 
 def _macs(spec: ArchSpec) -> int:
-    from .costmodel import spec_work, totals
+    from .work import spec_work, totals
     return totals(spec_work(spec))["macs"]
 
 
@@ -91,7 +91,7 @@ def _design(kind: str, macs: np.ndarray, res: np.ndarray) -> np.ndarray:
 @lru_cache(maxsize=None)
 def _fit(kind: str) -> tuple[np.ndarray, float, float, float, str]:
     """(coefficients, LOO RMSE, min MACs, max MACs, sources) of one family kind."""
-    from .models.families import get_spec
+    from ..models.families import get_spec
 
     rows = [r for r in REFERENCES if _kind_of(r[0]) == kind]
     specs = [get_spec(fam, width=w, resolution=res, classes=1000) for fam, w, res, _, _ in rows]

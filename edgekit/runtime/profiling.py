@@ -10,10 +10,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..artifacts import Artifact, tool_versions
-from .. import preprocessing as preprocess
-from ..errors import BadInput, first_line
-from ..measure import accuracy, degenerate, fidelity, latency_stats
+from ..core.artifacts import Artifact, tool_versions
+from ..core import preprocessing as preprocess
+from ..core.errors import BadInput, first_line
+from ..evaluate.metrics import accuracy, degenerate, fidelity, latency_stats
 from .base import Runner
 
 log = logging.getLogger("edgekit")
@@ -25,12 +25,12 @@ def input_spec(artifact: Artifact, input_size: tuple[int, int] | None = None
                ) -> tuple[list[int], bool]:
     """(NHWC input shape with batch 1, whether the model takes NCHW). A dynamic height and
     width come from ``input_size``, else the size the sidecar recorded, else BadInput."""
-    from ..shapes import concrete
+    from ..core.shapes import concrete
 
     shape = (artifact.meta.get("input") or {}).get("shape")
     if not shape:
         if artifact.format == "tflite":
-            from ..export.tflite import tflite_io
+            from ..formats.tflite import tflite_io
             shape = tflite_io(artifact.path)["input"]["shape_signature"]
         elif artifact.format == "onnx":
             import onnxruntime as ort
@@ -65,7 +65,7 @@ def profile(artifact: Artifact, runner: Runner, *, data: str | None = None,
         raise BadInput(f"--runs must be >= 1 and --warmup >= 0 (got {runs}, {warmup})")
     if threads is not None and threads < 1:
         raise BadInput(f"--threads must be >= 1 (got {threads})")
-    from ..registry import RUNNERS
+    from ..core.registry import RUNNERS
 
     formats = RUNNERS.get_entry(runner.name).caps.get("formats", [])
     if artifact.format not in formats:
@@ -167,7 +167,7 @@ def _reference_preprocessing(artifact: Artifact, prep: dict, reference: Artifact
 def _load_images(data: str, limit: int | None, shape: list[int], status: Status,
                  crop: float | None = None):
     """uint8 images sized to the model input, their labels, and which subset was taken."""
-    from ..data import load_dataset, sample_indices
+    from ..core.data import load_dataset, sample_indices
 
     dataset = load_dataset(data)
     if len(dataset) == 0:
