@@ -1,4 +1,4 @@
-"""Determinism (DESIGN.md): the same inputs and seed give byte-identical artifacts and the same
+"""Determinism: the same inputs and seed give byte-identical artifacts and the same
 results, each built by its own ``edgekit`` process.
 
 Every artifact is built twice, in folders ``a/`` and ``b/`` under the same file name, by

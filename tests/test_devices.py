@@ -127,8 +127,8 @@ def test_bad_profile_through_the_cli(tmp_path):
 def test_user_override_takes_precedence(tmp_path):
     text = _catalog_text("host").replace("display_name: This machine (uncalibrated)",
                                          "display_name: Calibrated host")
-    text = text.replace("kind: estimated, how: 'FACTS.md host figure",
-                        "kind: measured, date: 2026-11-30, command: edgekit calibrate, how: 'FACTS.md host figure")
+    text = text.replace("kind: estimated, how: 'development-machine figure",
+                        "kind: measured, date: 2026-11-30, command: edgekit calibrate, how: 'development-machine figure")
     path = _user_file(tmp_path, "host", text)
     prof = load_device("host")
     assert prof.display_name == "Calibrated host" and prof.origin == "user"
@@ -141,8 +141,8 @@ def test_user_override_takes_precedence(tmp_path):
 
 
 def test_measured_needs_date_and_command(tmp_path):
-    text = _catalog_text("host").replace("kind: estimated, how: 'FACTS.md host figure",
-                                         "kind: measured, how: 'FACTS.md host figure", 1)
+    text = _catalog_text("host").replace("kind: estimated, how: 'development-machine figure",
+                                         "kind: measured, how: 'development-machine figure", 1)
     _user_file(tmp_path, "host", text)
     with pytest.raises(BadInput, match="measured provenance needs date and command"):
         load_device("host")

@@ -42,6 +42,7 @@ def calibrate(
     from ..estimate.calibrate import SUITES, calibrate as run_calibration, suite_specs, today, write_profile
     from ..core.devices import load_device, user_dir
     from ..core.errors import BadInput
+    from ..estimate.work import PRECISIONS as COSTED
     from ..runtime.selection import make_runner, runner_options
 
     if suite not in SUITES:
@@ -49,8 +50,8 @@ def calibrate(
     if threads < 1 or jobs < 1:
         raise BadInput("--threads and --jobs must be at least 1")
     for p in precision:
-        if p not in ("fp32", "fp16", "int8", "dynamic"):
-            raise BadInput(f"cannot calibrate precision '{p}' (fp32, fp16, int8 or dynamic)")
+        if p not in COSTED:
+            raise BadInput(f"cannot calibrate precision '{p}' ({', '.join(COSTED)})")
     profile = load_device(device)
     if "tflite-xnnpack" not in profile.runtimes:
         raise BadInput(f"device '{device}' offers no tflite-xnnpack runtime to calibrate")

@@ -22,7 +22,7 @@ def report(
     """Tables of every variant (size, MACs, latency measured or predicted, accuracy,
     fidelity) and plots: accuracy vs latency with the Pareto front, MACs per block, and the
     before/after of each stage."""
-    from ..core.artifacts import check_output, write_text_atomic
+    from ..core.artifacts import check_output, write_bytes_atomic, write_text_atomic
     from ..core.errors import BadInput
     from ..evaluate.report import collect, markdown, notes, plots, table_rows, to_html
 
@@ -41,9 +41,7 @@ def report(
             for k, path in names.items():
                 check_output(path, force)
             for k, path in names.items():
-                tmp = path.with_name(f".{path.name}.part")
-                tmp.write_bytes(pngs[k])
-                tmp.replace(path)
+                write_bytes_atomic(path, pngs[k], force=True)
             write_text_atomic(output, markdown(doc, {k: p.name for k, p in names.items()}),
                               force=True)
             doc["files"] = [str(output), *map(str, names.values())]

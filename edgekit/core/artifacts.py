@@ -197,8 +197,21 @@ def atomic_path(path: Path, force: bool = False) -> Iterator[Path]:
 
 
 def write_text_atomic(path: Path, text: str, force: bool = False) -> None:
+    """Write ``text`` to ``path`` whole or not at all (a temporary file renamed into place)."""
     with atomic_path(path, force) as tmp:
         tmp.write_text(text)
+
+
+def write_bytes_atomic(path: Path, data: bytes, force: bool = False) -> None:
+    """Write ``data`` to ``path`` whole or not at all."""
+    with atomic_path(path, force) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_json_atomic(path: Path, doc: Any, force: bool = True, sort_keys: bool = False) -> None:
+    """The one JSON writer: ``doc`` indented, whole or not at all."""
+    text = json.dumps(doc, indent=2, sort_keys=sort_keys, default=str) + "\n"
+    write_text_atomic(path, text, force=force)
 
 
 def write_sidecar(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
@@ -206,8 +219,7 @@ def write_sidecar(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
     path = Path(path)
     full = {"schema": SIDECAR_SCHEMA, "file": path.name, **meta,
             "sha256": sha256_of(path), "size_bytes": size_of(path)}
-    write_text_atomic(sidecar_path(path), json.dumps(full, indent=2, sort_keys=True) + "\n",
-                      force=True)
+    write_json_atomic(sidecar_path(path), full, sort_keys=True)
     return full
 
 

@@ -33,7 +33,7 @@ FASHION_MNIST_CLASSES = [
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 ]  # fmt: skip
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
-SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
+SAMPLES_DIR = Path(__file__).resolve().parent.parent / "samples"
 NAMED = ("fashion-mnist", "fashion-mnist-sample")  # both use FASHION_MNIST_CLASSES
 SPLITS = {"train": "train", "test": "t10k"}  # split -> IDX file prefix
 LABELLED = ("labelled data: a folder of class sub-folders (DATA/<class>/<image>), an .npz with "
@@ -193,6 +193,31 @@ def sample_indices(n_total: int, n: int, seed: int = 0, labels=None) -> np.ndarr
     rank[by_class] = np.arange(n_total) - first  # position of each item within its class
     turn = np.lexsort((cls, rank))  # round robin: all rank-0 items by class, then rank 1, ...
     return shuffled[turn[:n]].astype(np.int64)
+
+
+def draw(dataset: Dataset, count: int | None, *, seed: int = 0,
+         in_order: bool = True) -> tuple[np.ndarray, str]:
+    """The one way a stage picks images of a dataset: ``count`` of them class-balanced and
+    deterministic (``seed``), or all when ``count`` is None or not below its size. Returns the
+    indices (dataset order, unless ``in_order`` is False) and a phrase saying which subset."""
+    n = len(dataset)
+    if count is None or count >= n:
+        return np.arange(n), "all"
+    idx = sample_indices(n, count, seed=seed, labels=dataset.labels)
+    return (np.sort(idx) if in_order else idx), f"{count} of {n}, class-balanced"
+
+
+def read_images(dataset: Dataset, indices, height: int, width: int, channels: int = 3,
+                crop: float | None = None) -> np.ndarray:
+    """uint8 images (N, height, width, channels) of ``dataset`` at ``indices``, in that order.
+    Filled in place: the images are the largest thing a stage holds (60,000 at 224x224 are
+    9 GB), so they are never built twice by a concatenate."""
+    x = np.empty((len(indices), height, width, channels), np.uint8)
+    at = 0
+    for batch, _ in dataset.batches(256, height, width, channels, indices=indices, crop=crop):
+        x[at:at + len(batch)] = batch
+        at += len(batch)
+    return x
 
 
 def to_model_input(images_uint8: np.ndarray, preprocessing: dict) -> np.ndarray:

@@ -22,10 +22,10 @@ from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 from .errors import BadInput
 
 SCHEMA = "edgekit.device/1"
-CATALOG_DIR = Path(__file__).parent / "catalog" / "devices"
+CATALOG_DIR = Path(__file__).resolve().parent.parent / "catalog" / "devices"
 RUNTIMES = ("tflite-xnnpack", "tflite-gpu", "tflite-nnapi", "onnxruntime-cpu",
             "onnxruntime-cuda", "tensorrt")
-PRECISIONS = ("fp32", "fp16", "int8", "dynamic", "int16x8")
+from .registry import PRECISIONS  # noqa: E402
 ISA_FEATURES = ("neon", "fp16", "dotprod", "i8mm", "bf16", "sve", "sve2",
                 "sse4_2", "fma", "avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx")
 
@@ -130,7 +130,7 @@ class Gpu(_Strict):
     provenance: Optional[ProvRef] = None
 
 
-Precision = Literal["fp32", "fp16", "int8", "dynamic", "int16x8"]
+Precision = Literal[PRECISIONS]  # type: ignore[valid-type]
 
 
 class Budget(_Strict):

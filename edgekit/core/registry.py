@@ -49,10 +49,14 @@ class Registry(dict):
 
 # --- what is registered -----------------------------------------------------------------
 
+# A model's precision; every one but fp32 is a quantization mode (``quantize --mode``).
+PRECISIONS = ("fp32", "fp16", "dynamic", "int8", "int16x8")
+QUANT_MODES = PRECISIONS[1:]
+
 # Quantization / conversion engines, per output format. ``modes`` are the --mode values.
 QUANTIZERS = Registry("quantization engine")
 QUANTIZERS.add("tflite", "edgekit.optimize.quantize:quantize_tflite",
-               format="tflite", modes=["fp16", "dynamic", "int8", "int16x8"],
+               format="tflite", modes=list(QUANT_MODES),
                targets=["cpu", "gpu"], engines=["tflite"], suffix=".tflite",
                needs=["tensorflow"])
 QUANTIZERS.add("onnx", "edgekit.optimize.onnx_quant:quantize_onnx",

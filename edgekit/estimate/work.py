@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from ..models.spec import ArchSpec, BlockSpec
 
 KINDS = ("conv", "pointwise", "depthwise", "dense", "se")
-PRECISIONS = ("fp32", "fp16", "int8", "dynamic")
+PRECISIONS = ("fp32", "fp16", "int8", "dynamic")  # those the cost model has coefficients for
 DYNAMIC_MIN_ELEMENTS = 1024  # TFLite dynamic-range quantization leaves smaller weights float
 
 

@@ -1,6 +1,6 @@
 """Will the runtime really run this model where you think it will? Op-by-op checks.
 
-TensorFlow 2.21's ``Analyzer(gpu_compatibility=True)`` calls everything compatible (FACTS.md),
+TensorFlow 2.21's ``Analyzer(gpu_compatibility=True)`` calls everything compatible,
 so edgekit checks each op and its parameters itself, against rules transcribed (as the data
 below) from the runtimes' own source:
 

@@ -1,6 +1,6 @@
 """Keras -> ONNX with tf2onnx, simplified with onnxslim, checked against Keras before writing.
 
-Targets set the layout (FACTS.md: ``tf2onnx.convert.from_keras`` works with Keras 3 and can
+Targets set the layout (``tf2onnx.convert.from_keras`` works with Keras 3 and can
 transpose the input to NCHW):
 - ``cpu``: NHWC input as Keras has it, dynamic batch, for onnxruntime on a CPU;
 - ``jetson`` (alias ``tensorrt``): NCHW input with a static batch of 1 and static spatial
@@ -19,7 +19,7 @@ import numpy as np
 from ..core.artifacts import Artifact, child_meta, tool_versions, write_sidecar
 from ..core.errors import BadInput, EdgekitError, first_line
 
-OPSETS = range(13, 19)  # tf2onnx 1.17 converts Keras 3 models at opsets 13..18 (FACTS.md)
+OPSETS = range(13, 19)  # tf2onnx 1.17 converts Keras 3 models at opsets 13..18
 DEFAULT_OPSET = 17
 TARGETS = {"cpu": {"nchw": False, "static": False},
            "jetson": {"nchw": True, "static": True},
@@ -104,7 +104,7 @@ def stable_tensor_names(proto):
     ``<node>:<output index>`` (node names are already stable, ``_stable_names``); a constant
     read by several nodes, or with a generated name, ``<first reader>:in<input index>``; the
     initializers are stored in the order they are first read. Graph inputs and outputs keep
-    their names. Same model, same bytes (DESIGN.md, determinism)."""
+    their names. Same model, same bytes."""
     import re
 
     generated = re.compile(r"__\d+(:\d+)?$")
@@ -287,7 +287,7 @@ def float_onnx(source: Artifact, target: str = "cpu", opset: int = DEFAULT_OPSET
     """(checked float ONNX proto, facts) for a Keras ``source``: the step shared by export and
     the ONNX quantizers."""
     from ..models.load import with_input_size
-    from .output import ctrl_c_stops
+    from ..core.errors import ctrl_c_stops
 
     with ctrl_c_stops():
         model = with_input_size(_keras_source(source, unsafe, model), input_size,

@@ -8,7 +8,7 @@ wraps them and removes both files when the block does not finish. A disk error r
 writer that did not say which file it was writing (``OSError.filename`` is None for a failed
 ``write``) is given the output's path, so the one-line error names it.
 
-Before anything is written, ``ctrl_c_stops`` wraps the conversion: a Ctrl-C that lands inside
+Before anything is written, ``core.errors.ctrl_c_stops`` wraps the conversion: a Ctrl-C that lands inside
 TensorFlow's tracing can surface as another exception (seen: ``SystemError: bad argument to
 internal function`` from ``auto_control_deps``, which the converters would report as a failed
 conversion), and one that a library swallows (Keras' bare ``except``) would let the command
@@ -27,36 +27,6 @@ from ..core.artifacts import atomic_path, sidecar_path
 T = TypeVar("T")
 
 
-@contextlib.contextmanager
-def ctrl_c_stops() -> Iterator[None]:
-    """Within the block, a Ctrl-C is noted before it raises KeyboardInterrupt as usual; if
-    the block then fails with another exception, or finishes because a library swallowed the
-    interrupt, KeyboardInterrupt is raised. Only the main thread can install the handler;
-    elsewhere, and when SIGINT is ignored, the block runs as it is."""
-    import signal
-    import threading
-
-    previous = signal.getsignal(signal.SIGINT)
-    if threading.current_thread() is not threading.main_thread() or not callable(previous):
-        yield
-        return
-    noted: list[int] = []
-
-    def handler(signum, frame):
-        noted.append(signum)
-        previous(signum, frame)  # Python's default (or a caller's handler) raises
-
-    signal.signal(signal.SIGINT, handler)
-    try:
-        yield
-    except Exception:
-        if noted:
-            raise KeyboardInterrupt from None
-        raise
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if noted:
-        raise KeyboardInterrupt
 
 
 @contextlib.contextmanager

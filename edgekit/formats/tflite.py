@@ -1,6 +1,6 @@
 """Keras / SavedModel -> TFLite with TFLiteConverter, one function per precision mode.
 
-Route (FACTS.md): ``model.export(dir)`` then ``TFLiteConverter.from_saved_model(dir)``;
+Route: ``model.export(dir)`` then ``TFLiteConverter.from_saved_model(dir)``;
 ``from_concrete_functions`` produces broken models and ``from_keras_model`` floods stdout.
 """
 
@@ -18,7 +18,7 @@ from ..core.artifacts import Artifact, child_meta, tool_versions, update_sidecar
 from ..core.errors import BadInput, EdgekitError, first_line
 from ..models.load import load_keras, quiet_tensorflow
 
-MODES = ("fp32", "fp16", "dynamic", "int8", "int16x8")
+from ..core.registry import PRECISIONS as MODES  # noqa: E402  (fp32 converts, the rest quantize)
 IO_TYPES = ("int8", "uint8", "float")
 Representative = Callable[[], Iterator[list]]
 
@@ -73,7 +73,7 @@ def convert_tflite(source: Artifact, mode: str = "fp32", representative: Represe
         raise BadInput(f"--mode {mode} needs calibration data (--calib)")
     if keep_float and mode != "int8":
         raise BadInput("layers can be kept in float only for --mode int8")
-    from .output import ctrl_c_stops
+    from ..core.errors import ctrl_c_stops
 
     with ctrl_c_stops(), tempfile.TemporaryDirectory(prefix="edgekit-") as tmp, \
             captured_stderr() as log:

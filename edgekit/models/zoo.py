@@ -12,7 +12,7 @@ from .spec import ArchSpec
 def save_keras(model: Any, path: Path) -> None:
     """``model.save(path)``, then the three things Keras 3 writes that change from one save of
     the same model to the next, made fixed, so that the same model gives the same bytes
-    (DESIGN.md, determinism): the save date in ``metadata.json`` (dropped; the sidecar keeps
+    (determinism): the save date in ``metadata.json`` (dropped; the sidecar keeps
     the provenance), the weights file's zip timestamp (set to 1980-01-01, as Keras' own other
     entries are), and ``shared_object_id`` in ``config.json`` (a Python ``id()``; renumbered
     in order of first use, which is all Keras needs to match shared objects on loading).

@@ -2,7 +2,7 @@
 
 - ``--target cpu`` (onnxruntime's CPU provider): QDQ, per-channel int8 weights, **uint8**
   activations. onnxruntime's x86-64 int8 kernels multiply uint8 by int8 (VPMADDUBSW / VNNI);
-  int8 activations take a slower path (FACTS.md: MobileNetV2 3.5 ms with uint8 activations,
+  int8 activations take a slower path (measured here: MobileNetV2 3.5 ms with uint8 activations,
   5.6 ms with int8, fp32 6.2 ms). Every run re-measures this (``speed.compare_speed``).
 - ``--target tensorrt`` (alias ``jetson``): QDQ, symmetric int8 activations and weights
   (zero point 0), per-channel weights: TensorRT's explicit quantization takes only that.
@@ -228,7 +228,7 @@ def quantize_onnx(source: Artifact, out: Path, mode: str = "int8", calib: str | 
     if not calib:
         raise BadInput("--mode int8 needs calibration data: --calib DATASET "
                        "(e.g. fashion-mnist-sample:train or a folder of images)")
-    from ..formats.output import ctrl_c_stops
+    from ..core.errors import ctrl_c_stops
 
     with ctrl_c_stops():  # a Ctrl-C that a library swallows still stops before writing
         fproto, facts, hwc, nchw = float_source(source, target, opset, unsafe, input_size)

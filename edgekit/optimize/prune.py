@@ -1,5 +1,5 @@
 """Unstructured magnitude pruning, native in Keras 3 (tensorflow-model-optimization rejects
-Keras 3 models; see FACTS.md).
+Keras 3 models).
 
 The weights of Conv2D and Dense kernels with the smallest magnitudes are set to zero, per
 layer or over all layers at once (``scope``), following a polynomial schedule (Zhu & Gupta

@@ -11,12 +11,13 @@ import numpy as np
 
 from ..core.artifacts import Artifact
 from ..core.errors import BadInput
-from ..formats.output import ctrl_c_stops, undo_on_failure
+from ..core.errors import ctrl_c_stops
+from ..formats.output import undo_on_failure
 from ..formats.tflite import IO_TYPES, convert_tflite, write_tflite
 
 log = logging.getLogger("edgekit")
 
-TFLITE_MODES = ("fp16", "dynamic", "int8", "int16x8")
+from ..core.registry import QUANT_MODES as TFLITE_MODES  # noqa: E402
 DEFAULT_CALIB_SIZE = 200
 Progress = Callable[[int, int], None]  # (done, total)
 
@@ -24,18 +25,18 @@ Progress = Callable[[int, int], None]  # (done, total)
 def calibration_batches(source: Artifact, calib: str, calib_size: int, input_hwc: tuple[int, int, int],
                         seed: int = 0) -> np.ndarray:
     """``calib_size`` preprocessed float32 samples (N, H, W, C) drawn class-balanced from ``calib``."""
-    from ..core.data import load_dataset, sample_indices, to_model_input
+    from ..core.data import draw, load_dataset, read_images, to_model_input
 
     if calib_size < 1:
         raise BadInput(f"--calib-size must be at least 1 (got {calib_size})")
     data = load_dataset(calib)
     if len(data) == 0:
         raise BadInput(f"{calib}: the calibration dataset is empty")
-    idx = sample_indices(len(data), min(calib_size, len(data)), seed=seed, labels=data.labels)
+    idx, _ = draw(data, calib_size, seed=seed, in_order=False)
     h, w, c = input_hwc
-    chunks = [to_model_input(x, source.preprocessing)
-              for x, _ in data.batches(64, h, w, c, indices=idx,
-                                       crop=(source.preprocessing or {}).get("crop"))]
+    images = read_images(data, idx, h, w, c, crop=(source.preprocessing or {}).get("crop"))
+    chunks = [to_model_input(images[i:i + 64], source.preprocessing)
+              for i in range(0, len(images), 64)]
     samples = np.concatenate(chunks).astype(np.float32)
     if not np.isfinite(samples).all():
         raise BadInput(f"{calib}: calibration data contains NaN or inf after preprocessing")

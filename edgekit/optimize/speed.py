@@ -1,7 +1,7 @@
 """Is the quantized model really faster? Time it against its float parent on this machine.
 
 Users' top complaint about int8 is a model *slower* than float (the wrong scheme for the
-runtime, FACTS.md). So every CPU quantization ends with a measurement: both models are timed
+runtime). So every CPU quantization ends with a measurement: both models are timed
 through the local runner (the same harness ``edgekit profile`` uses), alternating, and each
 latency is the lower of its per-round medians, so drift on the machine hits both alike.
 """

@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..core.data import LABELLED, load_dataset, normaliser, sample_indices
+from ..core.data import LABELLED, draw, load_dataset, normaliser, read_images, sample_indices
 from ..core.errors import BadInput
 from ..models.load import import_keras
 
@@ -102,21 +102,12 @@ def load_train_data(data: str, size: tuple[int, int], *, val_data: str | None = 
     ds = load_dataset(data)
     if ds.labels is None:
         raise BadInput(f"{data}: training needs {LABELLED}")
-    idx = np.arange(len(ds))
-    if limit is not None:
-        if limit < 2:
-            raise BadInput(f"--limit must be at least 2 (got {limit})")
-        idx = np.sort(sample_indices(len(ds), min(limit, len(ds)), seed=seed, labels=ds.labels))
+    if limit is not None and limit < 2:
+        raise BadInput(f"--limit must be at least 2 (got {limit})")
+    idx, _ = draw(ds, limit, seed=seed)
 
     def read(d, indices) -> Split:
-        # filled in place: the split is the largest thing training holds (60,000 images at
-        # 224x224 are 9 GB), so it must not be built twice by a concatenate
-        x = np.empty((len(indices), *size, 3), np.uint8)
-        at = 0
-        for batch, _ in d.batches(1000, *size, 3, indices=indices):
-            x[at:at + len(batch)] = batch
-            at += len(batch)
-        return Split(x, d.labels[indices].astype(np.int64))
+        return Split(read_images(d, indices, *size, 3), d.labels[indices].astype(np.int64))
 
     if val_data:
         vd = load_dataset(val_data)

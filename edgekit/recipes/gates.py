@@ -6,7 +6,6 @@ saying why, and so does an accuracy gate on a profile whose outputs are degenera
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Optional
 
@@ -98,4 +97,8 @@ def _unchecked(name: str, why: str) -> dict:
 
 
 def _read(path: Path) -> dict:
-    return json.loads(Path(path).read_text())
+    """A profile result the run wrote, checked like ``compare`` checks one (it may have been
+    edited or damaged since)."""
+    from ..evaluate.compare import load_result
+
+    return load_result(Path(path))

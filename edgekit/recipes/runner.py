@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from ..core.errors import BadInput, EdgekitError, GateFailed
+from ..core.errors import BadInput, EdgekitError, GateFailed, ctrl_c_stops
 from .schema import DATA_OPTIONS, as_reference, load_recipe, makes_model, stage_to_dict
 from ..core.results import RUN_SCHEMA
 from ..stages import get as get_stage
@@ -80,7 +80,6 @@ class Pipeline:
         self.recipe, self.stages = load_recipe(self.path)
         self.cache = Path(cache_dir).resolve()  # stage.json records absolute paths
         self._hashes: dict[tuple, str] = {}
-        self.ctrl_c = False  # set by the SIGINT handler while running
         self.steps = self._steps()
 
     # --- planning --------------------------------------------------------------------------
@@ -290,7 +289,6 @@ class Pipeline:
                               "host": platform.node(), "machine": platform.machine()}}
         t0 = time.perf_counter()
         done: dict[str, Step] = {}
-        restore = _watch_ctrl_c(self)
         try:
             for step in self.steps:
                 s0 = time.perf_counter()
@@ -312,7 +310,6 @@ class Pipeline:
             doc["error"] = str(exc)
             raise
         finally:
-            restore()
             doc["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
             doc["wall_s"] = round(time.perf_counter() - t0, 3)
             _write_json(folder / "run.json", doc)
@@ -345,14 +342,15 @@ class Pipeline:
         source, values = self.call(step, done)
         try:
             options = stage.validate(values)
-            with (watch(step) if watch else contextlib.nullcontext(QUIET)) as reporter:
+            # a Ctrl-C that a library swallowed (keras' compile has bare excepts) still
+            # stops the run: the stage may be incomplete, so it is not cached
+            with ctrl_c_stops(), (watch(step) if watch else
+                                  contextlib.nullcontext(QUIET)) as reporter:
                 result = stage.run(Path(source) if source else None, options, output,
                                    force=False, reporter=reporter)
         except EdgekitError as exc:  # say which stage, keep the exit code
             raise type(exc)(f"stage {step.id} ({step.name}): {exc.message}",
                             hint=exc.hint) from None
-        if self.ctrl_c:  # Ctrl-C that a library swallowed (keras' compile has bare excepts):
-            raise KeyboardInterrupt  # the stage may be incomplete, so it is not cached
         if not output.exists():
             raise EdgekitError(f"stage {step.id}: edgekit {step.name} wrote no output")
         show(step, result)
@@ -390,23 +388,6 @@ def open_recipe(recipe: str, cache_dir: Path) -> Pipeline:
     path = recipe_path(recipe)
     return Pipeline(path, cache_dir,
                     base=Path.cwd() if not Path(recipe).expanduser().exists() else None)
-
-
-def _watch_ctrl_c(pipe: "Pipeline") -> Callable[[], None]:
-    """Note every SIGINT on ``pipe`` (and raise KeyboardInterrupt as usual), so that one a
-    library catches still stops the run; returns the function that restores the handler."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-
-    def handler(signum, frame):
-        pipe.ctrl_c = True
-        raise KeyboardInterrupt
-
-    old = signal.signal(signal.SIGINT, handler)
-    return lambda: signal.signal(signal.SIGINT, old)
 
 
 _PENDING = object()
@@ -448,9 +429,9 @@ def _shell(argv: list[str]) -> str:
 
 
 def _write_json(path: Path, doc: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    tmp.write_text(json.dumps(doc, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    from ..core.artifacts import write_json_atomic
+
+    write_json_atomic(path, doc)
 
 
 def _link_file(src: Path, dst: Path) -> None:

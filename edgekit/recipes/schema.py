@@ -190,7 +190,7 @@ def as_reference(value: Any) -> Optional[str]:
     return text if text.startswith("@") else None
 
 
-CATALOG = Path(__file__).resolve().parent / "catalog" / "recipes"
+CATALOG = Path(__file__).resolve().parent.parent / "catalog" / "recipes"
 
 
 def shipped() -> list[Path]:

@@ -13,11 +13,11 @@ import numpy as np
 from ..core.artifacts import Artifact, tool_versions
 from ..core import preprocessing as preprocess
 from ..core.errors import BadInput, first_line
+from ..core.results import PROFILE_SCHEMA
 from ..evaluate.metrics import accuracy, degenerate, fidelity, latency_stats
 from .base import Runner
 
 log = logging.getLogger("edgekit")
-PROFILE_SCHEMA = "edgekit.profile/1"
 Status = Callable[[str], None]
 
 
@@ -167,20 +167,16 @@ def _reference_preprocessing(artifact: Artifact, prep: dict, reference: Artifact
 def _load_images(data: str, limit: int | None, shape: list[int], status: Status,
                  crop: float | None = None):
     """uint8 images sized to the model input, their labels, and which subset was taken."""
-    from ..core.data import load_dataset, sample_indices
+    from ..core.data import draw, load_dataset, read_images
 
     dataset = load_dataset(data)
     if len(dataset) == 0:
         raise BadInput(f"{data}: the dataset is empty")
     if limit is not None and limit < 1:
         raise BadInput(f"--limit must be at least 1 (got {limit})")
-    idx, subset = np.arange(len(dataset)), "all"
-    if limit and limit < len(dataset):  # class-balanced and deterministic
-        idx = np.sort(sample_indices(len(dataset), limit, seed=0, labels=dataset.labels))
-        subset = f"{limit} of {len(dataset)}, class-balanced"
+    idx, subset = draw(dataset, limit)
     status(f"reading {len(idx)} images from {data}")
-    images = np.concatenate([x for x, _ in dataset.batches(256, shape[1], shape[2], shape[3],
-                                                           indices=idx, crop=crop)])
+    images = read_images(dataset, idx, shape[1], shape[2], shape[3], crop=crop)
     return images, None if dataset.labels is None else dataset.labels[idx], subset
 
 

@@ -1,6 +1,6 @@
 """``edgekit emulator setup | status | remove``: an Arm64 Debian user-space run by qemu.
 
-What it builds (the recipe verified in FACTS.md):
+What it builds (the recipe verified on the project machine):
 
 1. ``debootstrap --arch=arm64 --foreign --variant=minbase --include=python3 bookworm`` from the
    Debian mirror this machine's apt sources name (or ``--mirror``); the first stage only

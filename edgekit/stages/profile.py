@@ -70,9 +70,7 @@ def profile(model: Path, o: ProfileOptions, output: Optional[Path], *, force: bo
 
     Returns a ProfileResult (``.latency.p50_ms``, ``.accuracy.top1``,
     ``.fidelity.top1_agreement``, ``.to_json()``); with ``output``, also written there."""
-    import json
-
-    from ..core.artifacts import check_output, open_artifact, write_text_atomic
+    from ..core.artifacts import check_output, open_artifact, write_json_atomic
     from ..core.devices import load_device
     from ..core.results import ProfileResult
     from ..runtime.profiling import profile as measure
@@ -94,7 +92,7 @@ def profile(model: Path, o: ProfileOptions, output: Optional[Path], *, force: bo
                   input_size=parse_input_size(o.input_size), status=reporter.status,
                   device=device.name if device else None)
     if output:
-        write_text_atomic(output, json.dumps(doc, indent=2) + "\n", force=force)
+        write_json_atomic(output, doc, force=force)
     return ProfileResult(doc, output)
 
 
