@@ -6,7 +6,8 @@
     r = ek.profile(q, data="fashion-mnist-sample:test", reference=m)
     print(r.latency.p50_ms, r.accuracy.top1, r.fidelity.top1_agreement)
 
-Options go by their Python names (``calib_size=100`` for ``--calib-size 100``); a stage's
+Also ``scale``, ``prune``, ``finetune``, ``export``, ``inspect``, ``predict``, ``compare``,
+``report``, ``calibrate`` and ``run`` (a recipe). Options go by their Python names (``calib_size=100`` for ``--calib-size 100``); a stage's
 options model (``edgekit.stages.*.XOptions``) lists them with types, defaults and help, as
 ``edgekit X --help`` does. A model may be given as a path or as an earlier stage's result.
 Every problem is an ``edgekit.EdgekitError`` (``BadInput``, ``EnvironmentProblem``,
@@ -83,6 +84,41 @@ def profile(model: Model, *, out: Optional[Union[str, Path]] = None, force: bool
     ProfileResult (``.latency.p50_ms``, ``.accuracy.top1``, ``.fidelity.top1_agreement``,
     ``.to_json()``); with ``out``, also written there as JSON."""
     return _stage("profile")(model, out=out, force=force, **options)
+
+
+def inspect(model: Model, **options: Any):
+    """Parameters, MACs, size, inputs and outputs, precision and op histogram of a model;
+    ``check=["gpu"]`` (or xnnpack, tensorrt) lists the ops a runtime would not run. Returns a
+    Result (``.macs``, ``.params``, ``.to_json()``)."""
+    return _stage("inspect")(model, **options)
+
+
+def predict(model: Model, images: list, **options: Any):
+    """The ``top`` classes with their scores for each image file. Returns a Result
+    (``.predictions``, ``.to_json()``)."""
+    return _stage("predict")(model, images=images, **options)
+
+
+def compare(base: Union[str, Path], new: Union[str, Path], **options: Any):
+    """Compare two profile results (files written by ``profile(out=...)``) against limits
+    (``max_accuracy_drop``, ``max_latency_regression="10%"`` ...). Returns a Result
+    (``.passed``, ``.rows``); a regression raises GateFailed, whose ``.result`` has the rows."""
+    return _stage("compare")(None, base=base, new=new, **options)
+
+
+def report(inputs: list, *, out: Optional[Union[str, Path]] = None, force: bool = False):
+    """Every variant of runs, profile results and sidecars (``inputs``: their .json files) in
+    one table; with ``out`` (.html, or .md with PNGs) also the plots. Returns a Result
+    (``.variants``, ``.files``)."""
+    return _stage("report")(None, out=out, force=force, inputs=inputs)
+
+
+def calibrate(device: str = "host", *, out: Optional[Union[str, Path]] = None,
+              **options: Any):
+    """Time probe networks on ``device`` (this machine, or ``host=`` over SSH), fit its
+    latency model per ``precision`` and write the measured profile (default: the user
+    override folder). Returns a Result (``.fits``, ``.written``)."""
+    return _stage("calibrate")(None, out=out, device=device, **options)
 
 
 def run(recipe: Union[str, Path], *, runs_dir: Union[str, Path] = "runs",

@@ -14,8 +14,10 @@ from edgekit.cli import app
 
 
 def _commands(group=None, prefix=()):
+    """Every command, the lazily made stage commands included."""
     click_group = typer.main.get_command(app) if group is None else group
-    for name, cmd in click_group.commands.items():
+    for name in click_group.list_commands(None):
+        cmd = click_group.get_command(None, name)
         if hasattr(cmd, "commands"):
             yield from _commands(cmd, (*prefix, name))
         else:

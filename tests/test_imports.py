@@ -106,3 +106,19 @@ def test_no_runtime_module_shadows_the_standard_library():
 
     names = {p.stem for p in (ROOT / "runtime").glob("*.py")}
     assert names & set(sys.stdlib_module_names) == set()
+
+
+def test_the_cli_starts_without_models_or_frameworks():
+    """``edgekit --help`` (and ``import edgekit.cli``) imports no pydantic model, no numpy and no
+    rich: the stage commands are made when they run (``cli/lazy.py``)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nsys.argv = ['edgekit', '--help']\nfrom edgekit.cli import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print([m for m in ('pydantic', 'numpy', 'rich', 'yaml', 'tensorflow', "
+            "'edgekit.stages.base', 'edgekit.core.results') if m in sys.modules], "
+            "file=sys.stderr)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "Commands:" in out.stdout
+    assert out.stderr.strip().splitlines()[-1] == "[]"

@@ -13,10 +13,18 @@ import typing
 import typer
 
 from ..core.errors import EdgekitError, ExitCode
-from . import (calibrate_cmd, compare_cmd, devices_cmd, doctor, emulator_cmd, inspect_cmd,
-               predict_cmd, report_cmd, run_cmd, zoo)
+from . import devices_cmd, doctor, emulator_cmd, run_cmd, zoo
 from ._common import console, setup_logging
-from .stage_commands import stage_command
+from .lazy import SETTINGS, LazyGroup
+
+
+class _Root(LazyGroup):
+    STAGES = {name: name for name in ("scale", "prune", "finetune", "quantize", "export",
+                                      "profile", "inspect", "predict", "compare", "report",
+                                      "calibrate")}
+    ORDER = ("doctor", "zoo", "devices", "inspect", "prune", "finetune", "quantize", "export",
+             "profile", "predict", "scale", "calibrate", "compare", "emulator", "run", "report")
+
 
 app = typer.Typer(
     name="edgekit",
@@ -25,27 +33,20 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,  # never print locals (paths, hosts, keys) in tracebacks
     add_completion=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode=None,  # click's plain help: rewrapped to the terminal, nothing cut
+    context_settings=SETTINGS,
+    cls=_Root,
 )
 app.command("doctor")(doctor.doctor)
 app.add_typer(zoo.app, name="zoo")
 app.add_typer(devices_cmd.app, name="devices")
-app.command("inspect")(inspect_cmd.inspect)
-zoo.app.command("build")(stage_command("build"))
-for _stage in ("prune", "finetune", "quantize", "export", "profile"):
-    app.command(_stage)(stage_command(_stage))
-app.command("predict")(predict_cmd.predict)
-app.command("scale")(stage_command("scale"))
-app.command("calibrate")(calibrate_cmd.calibrate)
-app.command("compare")(compare_cmd.compare)
 app.add_typer(emulator_cmd.app, name="emulator")
 app.command("run")(run_cmd.run)
-app.command("report")(report_cmd.report)
 
 
 @functools.lru_cache(maxsize=None)
 def command():
-    """The click command that ``edgekit`` runs (recipes run their stages through it too), with
+    """The click command that ``edgekit`` runs, with
     every float option refusing NaN and infinity: click reads "nan" and "inf" as floats, which
     pass every ``> 0`` check (a budget of nan ms fits every model)."""
     from typer.main import get_command

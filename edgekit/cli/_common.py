@@ -1,6 +1,7 @@
 """What every command shares: the stderr console, --json output, progress bars, options.
 
-Only typer and rich are imported here; commands import heavy code inside their bodies."""
+Only typer is imported here, and rich when something is printed: ``edgekit --help`` must not
+pay for either console. Commands import heavy code inside their bodies."""
 
 from __future__ import annotations
 
@@ -12,29 +13,52 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 import typer
-from rich.console import Console
-from rich.logging import RichHandler
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-console = Console(stderr=True)
+
+class _Console:
+    """The stderr rich Console, made on first use (importing rich costs ~40 ms)."""
+
+    _made = None
+
+    def rich(self) -> Any:
+        """The rich Console itself (for rich objects that take one)."""
+        if _Console._made is None:
+            import os
+            import sys
+
+            from rich.console import Console
+
+            # piped or captured, a line is never wrapped at 80 columns (a value and its unit
+            # on two lines); tables get 160 columns to lay out in, unless COLUMNS says
+            wide = None if sys.stderr.isatty() or "COLUMNS" in os.environ else 160
+            _Console._made = Console(stderr=True, soft_wrap=True, width=wide)
+        return _Console._made
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.rich(), name)
+
+
+console: Any = _Console()
 
 JSON_OPT = typer.Option(False, "--json", help="Print one JSON document on stdout, nothing else.")
 FORCE_OPT = typer.Option(False, "--force", help="Overwrite the output if it exists.")
-UNSAFE_OPT = typer.Option(False, "--unsafe",
-                          help="Load Keras models with safe_mode off (runs code in the file).")
 SAVE_RECIPE_OPT = typer.Option(None, "--save-recipe", help="Also write a recipe (YAML) that "
                                "reproduces this command: `edgekit run RECIPE`.")
-INPUT_SIZE_OPT = typer.Option(None, "--input-size",
-                              help="Input height and width for a model whose input size is "
-                                   "dynamic: H, HxW or a whole shape such as 1x3x320x320.")
-PREP_OPT = typer.Option(None, "--preprocessing",
-                        help="The model's input preprocessing: tf ([-1,1]), torch (ImageNet "
-                             "mean/std), unit ([0,1]) or raw ([0,255]). Default: its sidecar, "
-                             "else read from the graph; unknown stops the command.")
+
+
+class _ConsoleHandler(logging.Handler):
+    """edgekit's log records on the console: ``WARNING  message``."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from rich.text import Text
+
+        style = {"WARNING": "yellow", "ERROR": "red", "CRITICAL": "red"}.get(record.levelname, "")
+        console.print(Text.assemble((f"{record.levelname:<8} ", style), self.format(record)),
+                      soft_wrap=True)
 
 
 def setup_logging() -> None:
-    handler = RichHandler(console=console, show_time=False, show_path=False, markup=False)
+    handler = _ConsoleHandler()
     logger = logging.getLogger("edgekit")
     logger.handlers[:] = [handler]
     logger.setLevel(logging.INFO)
@@ -68,29 +92,6 @@ def emit_json(doc: Any) -> None:
     sys.stdout.write(json.dumps(doc, indent=2, sort_keys=False, default=str) + "\n")
 
 
-def default_output(model: Path, suffix: str, tag: str) -> Path:
-    model = Path(model)
-    return model.with_name(f"{model.stem}_{tag}{suffix}")
-
-
-@contextlib.contextmanager
-def progress_bar(description: str, quiet: bool = False) -> Iterator[Callable[..., None]]:
-    """A Rich progress bar on stderr; yields ``update(done, total, description=None)``
-    (total None: no known length)."""
-    if quiet:
-        yield lambda done, total, description=None: None
-        return
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, transient=True) as bar:
-        task = bar.add_task(description, total=None)
-
-        def update(done: int, total: int | None, description: str | None = None) -> None:
-            extra = {"description": description} if description else {}
-            bar.update(task, completed=done, total=total, **extra)
-
-        yield update
-
-
 @contextlib.contextmanager
 def status(message: str, quiet: bool = False) -> Iterator[Callable[[str], None]]:
     """A spinner on stderr for work without a known length; yields ``update(message)``."""
@@ -99,6 +100,21 @@ def status(message: str, quiet: bool = False) -> Iterator[Callable[[str], None]]
         return
     with console.status(message) as st:
         yield lambda msg: st.update(msg)
+
+
+def table(title: str, header: list[str], rows: list[list[str]], **options: Any) -> Any:
+    """A rich Table whose cells may wrap between words but never inside one: each column is
+    at least as wide as its longest word or number (a narrow terminal shows ``0.34 ms`` on two
+    lines, never ``0… ms``)."""
+    from rich.table import Table
+
+    out = Table(title=title, title_justify="left", **options)
+    for i, col in enumerate(header):
+        longest = max((len(w) for r in [header, *rows] for w in str(r[i]).split()), default=1)
+        out.add_column(col, min_width=longest, overflow="fold")
+    for r in rows:
+        out.add_row(*map(str, r))
+    return out
 
 
 def fmt_bytes(n: int | float | None) -> str:
@@ -121,30 +137,3 @@ def fmt_count(n: Optional[int]) -> str:
     if n >= 1e3:
         return f"{n / 1e3:.1f} K"
     return str(n)
-
-
-# --- where a model runs: --runner and the SSH options, shared by profile and calibrate -------
-RUNNER_OPT = typer.Option(None, "--runner", help="Where to run: local (this machine) or ssh "
-                          "(a Linux device; implied by --host). Default: local.")
-HOST_OPT = typer.Option(None, "--host", help="user@host of a Linux device reachable by key-based "
-                        "SSH (uses your ~/.ssh/config); implies --runner ssh.")
-PORT_OPT = typer.Option(None, "--port", help="SSH port of --host (default: from ssh config, 22).")
-IDENTITY_OPT = typer.Option(None, "--identity", help="SSH private key for --host.")
-SSH_OPTION_OPT = typer.Option([], "--ssh-option", help="Extra ssh -o Key=Value (repeatable).")
-SERIAL_OPT = typer.Option(None, "--serial", help="adb serial of an Android device (implies "
-                          "--runner adb; default: the only device adb sees).")
-BENCHMARK_BINARY_OPT = typer.Option(None, "--benchmark-binary", help="TFLite benchmark_model "
-                                    "for the phone (android_aarch64) to push; default: "
-                                    "/data/local/tmp/benchmark_model or one on the PATH.")
-TIMEOUT_OPT = typer.Option(None, "--timeout", help="Seconds one model run may take on the "
-                           "device before edgekit stops it there and exits 3 (default: 3600; "
-                           "adb 1800, emulator 10800).")
-REMOTE_PYTHON_OPT = typer.Option("python3", "--remote-python", help="Python on the device "
-                                 "(needs numpy and ai-edge-litert, tflite-runtime or onnxruntime).")
-
-
-def runner_name(runner: Optional[str], host: Optional[str], adb: object, device) -> str:
-    """--runner, else ssh when --host is given, adb when --serial is, else the device's."""
-    from ..runtime.selection import runner_kind, runner_options
-
-    return runner_kind(runner_options(runner=runner, host=host, serial=adb), device)

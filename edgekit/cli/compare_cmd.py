@@ -1,54 +1,14 @@
-"""``edgekit compare BASE.json NEW.json``: the CI gate (exit 1 on a regression)."""
+"""What ``edgekit compare BASE.json NEW.json`` prints (the CI gate: exit 1 on a regression; the
+command is made from the stage's options model: ``edgekit.stages.evaluate``)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Optional
-
-import typer
-
-from ._common import JSON_OPT, console, emit_json
+from ._common import console
 
 
-def compare(
-    base: Path = typer.Argument(..., help="Baseline result (edgekit profile ... -o base.json)."),
-    new: Path = typer.Argument(..., help="New result to check against the baseline."),
-    max_accuracy_drop: float = typer.Option(0.5, help="Largest allowed top-1 drop, in points "
-                                            "(for like against like; int8 on x86 vs Arm "
-                                            "differed by 0.8 on 1,000 images)."),
-    max_agreement_drop: float = typer.Option(1.0, help="Largest allowed drop of top-1 "
-                                             "agreement with the reference, in points."),
-    max_latency_regression: str = typer.Option("10%", help="Largest allowed p50 latency "
-                                               "growth (same CPU and threads only)."),
-    max_size_growth: str = typer.Option("5%", help="Largest allowed model size growth."),
-    max_memory_growth: str = typer.Option("20%", help="Largest allowed peak memory growth."),
-    min_prediction_agreement: Optional[str] = typer.Option(
-        None, help="Smallest allowed share of images with the same top-1 class in both "
-                   "results (default: reported, not gated)."),
-    json_out: bool = JSON_OPT,
-) -> None:
-    """Compare two profile results (accuracy, fidelity, latency, size, memory) against
-    thresholds; exit 1 if any metric regressed, so a CI job fails."""
-    from ..evaluate.compare import Limits, compare as run_compare, load_result, parse_percent
-    from ..core.errors import BadInput, GateFailed
-
-    for name, v in (("--max-accuracy-drop", max_accuracy_drop),
-                    ("--max-agreement-drop", max_agreement_drop)):
-        if v < 0:
-            raise BadInput(f"{name} must not be negative (got {v:g})")
-    limits = Limits(max_accuracy_drop, max_agreement_drop,
-                    parse_percent(max_latency_regression, "--max-latency-regression"),
-                    parse_percent(max_size_growth, "--max-size-growth"),
-                    parse_percent(max_memory_growth, "--max-memory-growth"),
-                    None if min_prediction_agreement is None else
-                    parse_percent(min_prediction_agreement, "--min-prediction-agreement"))
-    doc = run_compare(load_result(base), load_result(new), limits)
-    if json_out:
-        emit_json(doc)
-    else:
-        _print(doc, base, new)
-    if not doc["passed"]:
-        raise GateFailed(f"regression in {', '.join(doc['regressions'])} ({new} vs {base})")
+def render(result) -> None:
+    """Each metric of the new result against the baseline, with its limit and status."""
+    _print(result.to_json(), result.base, result.new)
 
 
 def _fmt(v, unit: str) -> str:
@@ -60,7 +20,7 @@ def _fmt(v, unit: str) -> str:
     return f"{v:.3f}" if unit == "ms" else f"{v:.2f}"  # % and MB
 
 
-def _print(doc: dict, base: Path, new: Path) -> None:
+def _print(doc: dict, base, new) -> None:
     from rich.table import Table
 
     from rich import box

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import typer
 
+from .lazy import LazyGroup
 from ._common import JSON_OPT, console, emit_json
 
-app = typer.Typer(help="List the device catalog and show one profile with the provenance of "
+app = typer.Typer(cls=LazyGroup, rich_markup_mode=None, help="List the device catalog and show one profile with the provenance of "
                        "every number.", no_args_is_help=True)
 
 _STYLE = {"published": "green", "measured": "cyan", "estimated": "yellow"}
@@ -70,27 +71,26 @@ def show(
     if profile.notes:
         console.print(f"note: {profile.notes}", style="dim")
 
+    # the sources as numbered notes under the table: a column of citations would squeeze
+    # the table into a few characters per line on an 80-column terminal
     table = Table(title="numbers and their provenance", show_lines=False)
-    table.add_column("item", no_wrap=True)
-    table.add_column("value", justify="right")
-    table.add_column("provenance")
-    table.add_column("source / how", overflow="fold")
-    refs: dict[str, int] = {}  # long derivations repeat: print each once, then "see [n]"
+    table.add_column("item", overflow="fold")
+    table.add_column("value", justify="right", no_wrap=True)
+    table.add_column("provenance", no_wrap=True)
+    table.add_column("source", no_wrap=True)
+    refs: dict[str, int] = {}
     for path, num in profile.numbers():
         if path.startswith("anchors."):
             continue
         prov = num.prov
-        text = prov.text()
-        if len(text) > 60:
-            if text in refs:
-                text = f"see [{refs[text]}]"
-            else:
-                refs[text] = len(refs) + 1
-                text = f"[{refs[text]}] {text}"
-        if num.note:
-            text = f"{text} (note: {num.note})"
-        table.add_row(path, _g(num.value), Text(prov.kind, style=_STYLE[prov.kind]), text)
+        text = prov.text() + (f" (note: {num.note})" if num.note else "")
+        ref = refs.setdefault(text, len(refs) + 1)
+        table.add_row(path.replace(".coefficients.", "."), _g(num.value),
+                      Text(prov.kind, style=_STYLE[prov.kind]), f"[{ref}]")
     console.print(table)
+    console.print("sources:")
+    for text, ref in refs.items():
+        console.print(Text.assemble((f"[{ref}] ", "bold"), text), soft_wrap=False)
 
     if profile.anchors:
         at = Table(title="anchors: published figures (on this device or a relative)")

@@ -6,9 +6,10 @@ from typing import Optional
 
 import typer
 
+from .lazy import LazyGroup
 from ._common import JSON_OPT, console, emit_json, status as spinner
 
-app = typer.Typer(help="Build, inspect or delete the Arm64 emulator (a Debian user-space run "
+app = typer.Typer(cls=LazyGroup, rich_markup_mode=None, help="Build, inspect or delete the Arm64 emulator (a Debian user-space run "
                        "by qemu) that `profile --device emulator-arm64` uses for accuracy.",
                   no_args_is_help=True)
 

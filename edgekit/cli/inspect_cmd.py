@@ -1,45 +1,17 @@
-"""``edgekit inspect MODEL``: what a model is, computed from its graph."""
+"""What ``edgekit inspect MODEL`` prints (the command is made from the stage's options model:
+``edgekit.stages.evaluate``)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Optional
-
-import typer
-
-from ._common import INPUT_SIZE_OPT, JSON_OPT, console, emit_json, fmt_bytes, fmt_count
+from ._common import console, fmt_bytes, fmt_count
 
 
-def inspect(
-    model: Path = typer.Argument(..., help="A .keras/.h5 file, SavedModel folder, .tflite or .onnx."),
-    layers: bool = typer.Option(False, "--layers", help="Also list every layer with work."),
-    checks: list[str] = typer.Option(
-        [], "--check", help="Runtime compatibility check, op by op (repeatable): gpu (TFLite GPU "
-        "delegate), xnnpack (TFLite int8 on XNNPACK), tensorrt (ONNX for TensorRT)."),
-    input_size: Optional[str] = INPUT_SIZE_OPT,
-    json_out: bool = JSON_OPT,
-) -> None:
-    """Parameters, MACs, size, input/output spec, precision and op histogram of a model, and
-    which ops a runtime would not run (--check)."""
-    from ..evaluate.analyze import analyze
-    from ..core.artifacts import open_artifact
+def render(result) -> None:
+    """The model's facts as a table, its layers with --layers, and each check's verdict."""
     from ..core.preprocessing import describe
-    from ..core.shapes import parse_input_size
 
-    art = open_artifact(model)
-    with console.status(f"reading {model}"):
-        info = analyze(art.path, art.format, parse_input_size(input_size))
-        if checks:
-            from ..formats.compat import check
-            info["checks"] = {c: check(art.path, art.format, c) for c in dict.fromkeys(checks)}
-        prep = preprocessing_of(art)
-    doc = {"schema": "edgekit.inspect/1", "path": str(model), "sha256": art.sha256, **info,
-           "preprocessing": prep,
-           "sidecar": {k: art.meta[k] for k in ("preprocessing", "labels", "parent", "stage",
-                                                 "precision") if k in art.meta} or None}
-    if json_out:
-        emit_json(doc)
-        return
+    info = result.to_json()
+    model, prep, layers = info["path"], info["preprocessing"], result.show_layers
     from rich.table import Table
 
     table = Table(show_header=False, title=str(model), title_justify="left")
@@ -72,16 +44,6 @@ def inspect(
         console.print(lt)
     for result in (info.get("checks") or {}).values():
         print_check(result)
-
-
-def preprocessing_of(art) -> dict:
-    """The artifact's preprocessing (sidecar, else its graph), or why it is unknown."""
-    from ..core.preprocessing import infer, resolve
-
-    if art.preprocessing:
-        return resolve(art)
-    prep, why = infer(art)
-    return prep or {"name": "unknown", "why": why}
 
 
 def print_check(result: dict) -> None:

@@ -1,37 +1,15 @@
-"""``edgekit predict MODEL IMAGE...``: top-k classes with scores, any model format."""
+"""What ``edgekit predict MODEL IMAGE...`` prints (the command is made from the stage's options
+model: ``edgekit.stages.evaluate``)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Optional
-
-import typer
-
-from ._common import INPUT_SIZE_OPT, JSON_OPT, PREP_OPT, console, emit_json
+from ._common import console
 
 
-def predict(
-    model: Path = typer.Argument(..., help="A .keras, .tflite or .onnx model (its sidecar gives "
-                                 "the preprocessing and the class names)."),
-    images: list[Path] = typer.Argument(..., help="Image files (PNG, JPEG, ...)."),
-    top: int = typer.Option(5, "--top", "-k", help="How many classes to show per image."),
-    preprocessing: Optional[str] = PREP_OPT,
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all cores)."),
-    input_size: Optional[str] = INPUT_SIZE_OPT,
-    json_out: bool = JSON_OPT,
-) -> None:
-    """Classify images: the top classes with their scores, for each image."""
-    from ..core.artifacts import open_artifact
-    from ..evaluate.predict import predict as run_predict
-    from ..core.shapes import parse_input_size
-
-    art = open_artifact(model)
-    with console.status(f"running {model.name} on {len(images)} image(s)"):
-        doc = run_predict(art, images, top=top, preprocessing=preprocessing, threads=threads,
-                          input_size=parse_input_size(input_size))
-    if json_out:
-        emit_json(doc)
-        return
+def render(result) -> None:
+    """The top classes of each image, or the output's statistics when it is not class
+    scores."""
+    doc, model = result.to_json(), result.model
     from rich.table import Table
 
     if doc["predictions"] is None:

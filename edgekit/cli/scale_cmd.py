@@ -12,6 +12,12 @@ def render(result) -> None:
 
     doc, target = result.to_json(), result.target
     _table(result.found, target.model, target.budget, doc, target.profile)
+    tie = doc.get("tie")
+    if tie:
+        low, high = tie["top1_range"]
+        console.print(f"{len(tie['candidates'])} candidates tie on the accuracy proxy "
+                      f"({low:.1f}-{high:.1f}%, within its error; marked =): "
+                      f"{', '.join(tie['candidates'])}. Ranked by {tie['broken_by']}.")
     if "output" in doc:
         console.print(f"wrote {doc['output']['path']}: {short_name(result.best)} "
                       f"({doc['output']['inherited']})")
@@ -43,8 +49,10 @@ def _table(rows, model, budget, doc: dict, profile) -> None:
         cols.insert(4, "measured")
     for col in cols:
         table.add_column(col, justify="left" if col == "model" else "right", no_wrap=True)
+    tied = set((doc.get("tie") or {}).get("candidates", []))
     for c in rows:
-        cells = [short_name(c) + (" φ" if c.phi is not None else ""),
+        cells = [short_name(c) + (" φ" if c.phi is not None else "")
+                 + (" =" if short_name(c) in tied else ""),
                  f"{c.macs / 1e6:.0f} M", fmt_count(c.params), f"{c.latency_ms:.2f}",
                  f"{c.memory_mb:.2f}", f"{c.size_mb:.2f}",
                  f"{c.proxy.top1:.1f}±{c.proxy.error:.1f}" + ("*" if c.proxy.extrapolated else "")]

@@ -12,11 +12,14 @@ from typing import Any, Callable, Optional
 
 import typer
 
-from ..stages.base import Reporter
+from ..stages.reporter import Reporter
 from ._common import FORCE_OPT, JSON_OPT, SAVE_RECIPE_OPT, console, emit_json
 
 # stage -> (module of edgekit.cli, function that prints its result for people)
 RENDERERS = {"build": ("zoo", "render_build"), "scale": ("scale_cmd", "render"),
+             "inspect": ("inspect_cmd", "render"), "predict": ("predict_cmd", "render"),
+             "compare": ("compare_cmd", "render"), "report": ("report_cmd", "render"),
+             "calibrate": ("calibrate_cmd", "render"),
              "prune": ("train_cmd", "render_prune"), "finetune": ("train_cmd", "render_finetune"),
              "quantize": ("optimize_cmd", "render"), "export": ("optimize_cmd", "render"),
              "profile": ("profile_cmd", "render")}
@@ -51,10 +54,11 @@ def stage_command(name: str) -> Callable:
 
 def _source_params(stage) -> list[inspect.Parameter]:
     if stage.source == "model":
-        return [_param("model", Path, typer.Argument(..., help=stage.source_help))]
+        return [_param("model", Path, typer.Argument(..., help=stage.source_help,
+                                                     metavar="MODEL"))]
     if stage.source == "from":
         return [_param("from_model", Optional[Path],
-                       typer.Option(None, "--from", help=stage.source_help))]
+                       typer.Option(None, "--from", help=stage.source_help, metavar="PATH"))]
     return []
 
 
@@ -66,19 +70,40 @@ def _option_params(model) -> list[inspect.Parameter]:
         required = field.is_required() or (field.json_schema_extra or {}).get("cli_required")
         default = ... if required else field.default
         help_ = field.description or ""
-        info = (typer.Argument(default, help=help_) if is_argument(field) else
-                typer.Option(default, *flags_of(name, field), help=help_))
+        info = (typer.Argument(default, help=help_, metavar=name.upper())
+                if is_argument(field) else
+                typer.Option(default, *flags_of(name, field), help=help_,
+                             metavar=metavar(field.annotation)))
         out.append(_param(name, field.annotation, info))
     # typer wants arguments first, as Python wants parameters without defaults first
     return sorted(out, key=lambda p: not isinstance(p.default, typer.models.ArgumentInfo))
 
 
+def metavar(annotation: Any) -> Optional[str]:
+    """The placeholder of an option's value in --help: TEXT, PATH, INTEGER, NUMBER (none for a
+    flag)."""
+    import typing
+
+    kinds = {str: "TEXT", Path: "PATH", int: "INTEGER", float: "NUMBER"}
+    todo = [annotation]
+    while todo:
+        t = todo.pop(0)
+        if t in kinds:
+            return kinds[t]
+        todo.extend(typing.get_args(t))
+    return None
+
+
 def _io_params(stage) -> list[inspect.Parameter]:
-    output = (typer.Option(..., "-o", "--output", help=stage.output_help)
+    if not stage.output:
+        return [_param("json_out", bool, JSON_OPT)]
+    output = (typer.Option(..., "-o", "--output", help=stage.output_help, metavar="PATH")
               if stage.output_required else
-              typer.Option(None, "-o", "--output", help=stage.output_help))
+              typer.Option(None, "-o", "--output", help=stage.output_help, metavar="PATH"))
+    saving = [_param("save_recipe", Optional[Path], typer.Option(
+        None, "--save-recipe", metavar="PATH", help=SAVE_RECIPE_OPT.help))]
     return [_param("output", Path if stage.output_required else Optional[Path], output),
-            _param("save_recipe", Optional[Path], SAVE_RECIPE_OPT),
+            *(saving if stage.recipe_output else []),
             _param("force", bool, FORCE_OPT), _param("json_out", bool, JSON_OPT)]
 
 
@@ -92,17 +117,20 @@ def run_command(stage, kwargs: dict[str, Any], schema: str) -> None:
     from ..core.errors import EdgekitError
     from ._common import recipe_saver
 
-    json_out, force, output = kwargs.pop("json_out"), kwargs.pop("force"), kwargs.pop("output")
+    json_out = kwargs.pop("json_out")
+    force, output = kwargs.pop("force", False), kwargs.pop("output", None)
     source = kwargs.pop({"model": "model", "from": "from_model"}.get(stage.source, ""), None)
-    save = recipe_saver(kwargs.pop("save_recipe"), stage, kwargs, source, force)
+    save = recipe_saver(kwargs.pop("save_recipe", None), stage, kwargs, source, force)
     options = stage.validate(kwargs)
     try:
         with ConsoleReporter(quiet=json_out) as reporter:
             result = stage.run(source, options, output, force=force, reporter=reporter)
     except EdgekitError as exc:
-        document = getattr(exc, "document", None)
-        if json_out and document is not None:  # what was found before the failure
-            emit_json(document)
+        failed = getattr(exc, "result", None)  # what was found before the failure
+        if failed is not None and json_out:
+            emit_json(json_document(failed, schema))
+        elif failed is not None and getattr(exc, "shown", False):
+            render(stage.name, failed)
         raise
     save(options)
     if json_out:
@@ -132,7 +160,7 @@ class ConsoleReporter(Reporter):
                                        TimeElapsedColumn)
 
             self._bar = Progress(TextColumn("{task.description}"), BarColumn(),
-                                 MofNCompleteColumn(), TimeElapsedColumn(), console=console,
+                                 MofNCompleteColumn(), TimeElapsedColumn(), console=console.rich(),
                                  transient=True)
             self._bar.start()
             self._task = self._bar.add_task("", total=None)

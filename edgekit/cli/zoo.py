@@ -5,9 +5,15 @@ from __future__ import annotations
 import typer
 
 from ._common import JSON_OPT, console, emit_json, fmt_count
+from .lazy import LazyGroup
+
+class _Zoo(LazyGroup):
+    STAGES = {"build": "build"}
+    ORDER = ("list", "build")
+
 
 app = typer.Typer(help="List and build the MobileNet / EfficientNet families.",
-                  no_args_is_help=True)
+                  no_args_is_help=True, rich_markup_mode=None, cls=_Zoo)
 
 
 @app.command("list")

@@ -121,3 +121,6 @@ for _stage in ("scale", "prune", "finetune", "quantize", "export", "profile"):
     _module = {"prune": "train", "finetune": "train", "quantize": "convert",
                "export": "convert"}.get(_stage, _stage)
     STAGES.add(_stage, f"edgekit.stages.{_module}:{_stage.upper()}", recipe=True)
+for _stage in ("inspect", "predict", "compare", "report"):
+    STAGES.add(_stage, f"edgekit.stages.evaluate:{_stage.upper()}")
+STAGES.add("calibrate", "edgekit.stages.calibrate:CALIBRATE")

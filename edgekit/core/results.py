@@ -226,6 +226,11 @@ class _View:
         return self._doc
 
 
+class Result(_View):
+    """A stage's JSON document with attribute access (``inspect``, ``predict``,
+    ``compare``); ``to_json()`` gives the document."""
+
+
 class Latency(_View):
     """Latency statistics in milliseconds: ``p50_ms``, ``mean_ms``, ``p90_ms``, ``p99_ms``,
     ``min_ms``, ``max_ms``, ``std_ms``; ``count`` timed runs; ``meaningful`` is False where

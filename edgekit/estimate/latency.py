@@ -248,7 +248,8 @@ def device_model(profile: "DeviceProfile", runtime: str, precision: str,
     return LatencyModel(profile.name, runtime, precision, threads,
                         coefficients_from_rate(rate.value, overhead), err, kind,
                         f"{kind}: {rate.value:.3g} GMAC/s + {overhead:.3g} ms per inference "
-                        f"({rate.prov.text()[:120]})")
+                        f"({_first_clause(rate.prov.text())}; `edgekit devices show "
+                        f"{profile.name}` has the rest)")
 
 
 def predict_for_device(device: str, spec: dict, precision: str | None) -> dict:
@@ -271,3 +272,11 @@ __all__ = ["LatencyModel", "device_model", "predict_for_device", "FEATURES",
            "coefficients_from_rate", "errors_pct",
            "expected_error_pct",
            "features", "fit", "predict_ms", "vector"]
+
+
+def _first_clause(text: str, limit: int = 120) -> str:
+    """The first clause of a source's text (up to ";"), never cut inside a word."""
+    clause = text.split(";")[0].strip()
+    if len(clause) <= limit:
+        return clause
+    return clause[:limit].rsplit(" ", 1)[0].rstrip(",") + " …"

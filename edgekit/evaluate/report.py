@@ -56,7 +56,14 @@ def collect(paths: list[Path]) -> dict[str, Any]:
             _add_variant(variants, model, model.stem, (doc.get("stage") or {}).get("name"))
     for p in profiles:
         v = variants.get(p["model"]["sha256"])
-        if v is None:  # a profile of a model that came without its sidecar
+        model = Path(p["model"]["path"])
+        if v is None and model.exists():  # a standalone profile: its model, where it still is
+            from ..core.artifacts import sha256_of
+
+            if sha256_of(model) == p["model"]["sha256"]:
+                _add_variant(variants, model, model.stem, None)
+                v = variants.get(p["model"]["sha256"])
+        if v is None:  # a profile of a model that is gone or has changed since
             v = variants.setdefault(p["model"]["sha256"], _bare_variant(p))
         v["profiles"].append(_profile_summary(p, aliases))
     device = next((r["recipe"]["device"] for r in runs if r["recipe"].get("device")), None)

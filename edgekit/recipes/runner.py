@@ -39,7 +39,7 @@ from ..core.errors import BadInput, EdgekitError, GateFailed, ctrl_c_stops
 from .schema import DATA_OPTIONS, as_reference, load_recipe, makes_model, stage_to_dict
 from ..core.results import RUN_SCHEMA
 from ..stages import get as get_stage
-from ..stages.base import QUIET, Reporter
+from ..stages.base import QUIET, Reporter, options_argv
 
 STAGE_SCHEMA = "edgekit.stage/1"
 
@@ -397,31 +397,6 @@ def _pending(value: Any) -> bool:
     if isinstance(value, list):
         return any(_pending(v) for v in value)
     return value is _PENDING
-
-
-def options_argv(model, values: dict[str, Any]) -> list[str]:
-    """Command-line words for option ``values`` (name -> value) of a stage's options model:
-    arguments by their place, then each option by its flag."""
-    from ..stages.base import flags_of, is_argument
-
-    fields = model.model_fields
-    out = [str(values[n]) for n, f in fields.items() if is_argument(f) and n in values]
-    for name, value in values.items():
-        field = fields[name]
-        if value is None or is_argument(field):
-            continue
-        flag, _, negative = flags_of(name, field)[0].partition("/")
-        if isinstance(value, bool) and field.annotation in (bool, Optional[bool]):
-            if value:
-                out.append(flag)
-            elif negative:
-                out.append(negative)
-        elif isinstance(value, list):
-            for v in value:
-                out += [flag, str(v)]
-        else:
-            out += [flag, str(value)]
-    return out
 
 
 def _shell(argv: list[str]) -> str:

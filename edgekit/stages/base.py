@@ -17,6 +17,7 @@ from typing import Any, Callable, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..core.errors import BadInput
+from .reporter import QUIET, Reporter
 
 
 def option(default: Any = ..., help: str = "", *flags: str, cli_required: bool = False,
@@ -68,21 +69,6 @@ class Options(BaseModel):
                 if getattr(self, name) != field.default}
 
 
-class Reporter:
-    """What a running stage tells whoever watches it. This one tells nobody; the CLI's draws
-    progress bars and prints each finished epoch."""
-
-    def progress(self, done: int, total: Optional[int], description: Optional[str] = None) -> None:
-        """``done`` of ``total`` steps (total None: length unknown)."""
-
-    def status(self, message: str) -> None:
-        """What the stage is doing now, when it has no count of steps."""
-
-    def epoch(self, row: dict) -> None:
-        """One finished training epoch (loss, accuracy, validation, learning rate, seconds)."""
-
-
-QUIET = Reporter()
 Source = Literal["model", "from", "none"]
 
 
@@ -103,6 +89,8 @@ class Stage:
     source_help: str = ""
     output_help: str = "Output file."
     output_required: bool = False
+    output: bool = True  # it writes a file (-o); inspect, predict and compare only print
+    recipe_output: bool = True  # --save-recipe applies (report and calibrate: no)
     default_suffix: str = ".keras"
 
     @property
@@ -157,3 +145,28 @@ def options_error(model: type[BaseModel], exc: ValidationError) -> str:
         known = ", ".join(model.model_fields)
         return f"unknown option {name!r} (known: {known})"
     return f"{where}: {err['msg'].removeprefix('Value error, ')}"
+
+
+def options_argv(model, values: dict[str, Any]) -> list[str]:
+    """Command-line words for option ``values`` (name -> value) of a stage's options model:
+    arguments by their place, then each option by its flag."""
+    from ..stages.base import flags_of, is_argument
+
+    fields = model.model_fields
+    out = [str(values[n]) for n, f in fields.items() if is_argument(f) and n in values]
+    for name, value in values.items():
+        field = fields[name]
+        if value is None or is_argument(field):
+            continue
+        flag, _, negative = flags_of(name, field)[0].partition("/")
+        if isinstance(value, bool) and field.annotation in (bool, Optional[bool]):
+            if value:
+                out.append(flag)
+            elif negative:
+                out.append(negative)
+        elif isinstance(value, list):
+            for v in value:
+                out += [flag, str(v)]
+        else:
+            out += [flag, str(value)]
+    return out

@@ -72,6 +72,9 @@ def scale(from_model: Optional[Path], o: ScaleOptions, output: Optional[Path], *
             f"closest: {short_name(closest)} misses {misses}",
             hint="relax a budget or try another --family / --precision"))
     chosen = fitting[:o.top]
+    tie = _tie(chosen)
+    if tie:
+        doc["tie"] = tie
     if o.measure:
         chosen = _measured(o, target, chosen, doc, reporter)
     best = chosen[0]
@@ -82,6 +85,20 @@ def scale(from_model: Optional[Path], o: ScaleOptions, output: Optional[Path], *
     result = _result(doc, art)
     result.found, result.best, result.target = fitting[:o.top], best, target
     return result
+
+
+def _tie(ranked: list) -> Optional[dict]:
+    """The candidates whose accuracy proxy is within its stated error of the first one's: they
+    tie, so their order says nothing about accuracy. None when the first stands alone."""
+    best = ranked[0].proxy
+    tied = [c for c in ranked if abs(best.top1 - c.proxy.top1) <= max(best.error, c.proxy.error)]
+    if len(tied) < 2:
+        return None
+    return {"candidates": [short_name(c) for c in tied],
+            "top1_range": [min(c.proxy.top1 for c in tied), max(c.proxy.top1 for c in tied)],
+            "broken_by": "the proxy's central value, then the lower predicted latency; the "
+                         "difference is within the proxy's error, so measure them on your "
+                         "data (finetune, then profile) to choose"}
 
 
 class _Target:
@@ -231,8 +248,8 @@ def _num(x: float) -> str:
 
 
 def _with(doc: dict, exc: GateFailed) -> GateFailed:
-    """``exc`` carrying the search document (``--json`` prints it before the error)."""
-    exc.document = doc
+    """``exc`` carrying the search so far (``--json`` prints it before the error)."""
+    exc.result, exc.shown = _result(doc, None), False
     return exc
 
 
