@@ -1,6 +1,7 @@
 #!/bin/sh
-# The same commands on two checkouts of edgekit; prints the sha256 of every output of each.
-# Usage: benchmarks/same_bytes.sh OLD_CHECKOUT NEW_CHECKOUT WORKDIR
+# The same commands on two checkouts of edgekit; prints the sha256 of every output of each,
+# then the stage keys of fashion-mnist-demo with 1-epoch training run by each.
+# Usage: benchmarks/same_bytes.sh OLD_CHECKOUT NEW_CHECKOUT WORKDIR   (about 20 minutes)
 set -e
 old=$1 new=$2 work=$3
 for side in old new; do
@@ -18,4 +19,8 @@ for side in old new; do
   ek scale --device raspberry-pi-4 --size-mb 0.7 --resolution 48 --classes 10 -o s.keras
   ek profile m_int8.tflite --data fashion-mnist-sample:test --limit 100 --runs 5 --reference m.keras -o p.json
   sha256sum *.keras *.tflite *.onnx | sed "s/^/$side /"
+  sed 's/epochs: 20/epochs: 1/; s/patience: 8/patience: 1/' \
+    "$src/edgekit/catalog/recipes/fashion-mnist-demo.yaml" > demo.yaml
+  PYTHONPATH=$src python -m edgekit run demo.yaml --runs-dir runs --json 2>>log > run.json || true
+  python -c "import json; [print('$side key', s['id'], s['key'], s['output']['sha256'][:16]) for s in json.load(open('run.json'))['stages']]"
 done

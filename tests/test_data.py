@@ -14,7 +14,7 @@ from edgekit.core import data
 from edgekit.core.data import Dataset, load_dataset, sample_indices, to_model_input
 from edgekit.core.errors import BadInput, EnvironmentProblem
 
-SAMPLE = Path(data.__file__).parent / "samples" / "fashion-mnist"
+SAMPLE = data.SAMPLES_DIR / "fashion-mnist"
 
 
 @pytest.fixture(scope="module")

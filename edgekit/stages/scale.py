@@ -169,14 +169,16 @@ def _open_keras(path: Path):
 def _measured(o: ScaleOptions, target: _Target, chosen: list, doc: dict, reporter: Reporter):
     """The chosen candidates timed on the device's runner, those within the latency budget
     first by measured latency."""
-    from ..runtime.selection import make_runner, runner_kind
+    from ..runtime.selection import make_runner, runner_kind, runner_options
 
     profile, model, budget = target.profile, target.model, target.budget
-    if runner_kind(o, profile) == "adb":
+    # only the SSH options say where to measure: scale's --accelerator is the search's
+    ssh = runner_options(**{k: getattr(o, k) for k in SSHOptions.model_fields})
+    if runner_kind(ssh, profile) == "adb":
         raise BadInput(f"--measure on '{profile.name}' needs a runner that times each model "
                        "through the harness (local or ssh); the adb runner is not used for "
                        "--measure yet")
-    runner = make_runner(o, profile)
+    runner = make_runner(ssh, profile)
     timed = _time(runner, chosen, model, reporter)
     doc["measured"] = [dict(c.as_dict(), measured_ms=m) for c, m in timed]
     within = [c for c, m in timed if m <= budget.latency_ms]
