@@ -104,7 +104,8 @@ def _io_params(stage) -> list[inspect.Parameter]:
         None, "--save-recipe", metavar="PATH", help=SAVE_RECIPE_OPT.help))]
     return [_param("output", Path if stage.output_required else Optional[Path], output),
             *(saving if stage.recipe_output else []),
-            _param("force", bool, FORCE_OPT), _param("json_out", bool, JSON_OPT)]
+            *([_param("force", bool, FORCE_OPT)] if stage.overwrite else []),
+            _param("json_out", bool, JSON_OPT)]
 
 
 def _param(name: str, annotation: Any, default: Any) -> inspect.Parameter:

@@ -201,10 +201,13 @@ def draw(dataset: Dataset, count: int | None, *, seed: int = 0,
     deterministic (``seed``), or all when ``count`` is None or not below its size. Returns the
     indices (dataset order, unless ``in_order`` is False) and a phrase saying which subset."""
     n = len(dataset)
-    if count is None or count >= n:
-        return np.arange(n), "all"
-    idx = sample_indices(n, count, seed=seed, labels=dataset.labels)
-    return (np.sort(idx) if in_order else idx), f"{count} of {n}, class-balanced"
+    subset = "all" if count is None or count >= n else f"{count} of {n}, class-balanced"
+    if in_order and subset == "all":
+        return np.arange(n), subset
+    # out of order (calibration): the shuffled, class-balanced order even when all are taken
+    idx = sample_indices(n, n if count is None else min(count, n), seed=seed,
+                         labels=dataset.labels)
+    return (np.sort(idx) if in_order else idx), subset
 
 
 def read_images(dataset: Dataset, indices, height: int, width: int, channels: int = 3,

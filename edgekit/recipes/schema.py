@@ -141,7 +141,9 @@ def validate_stages(stages: list[dict[str, Any]], path: Path, node,
         if name not in recipe_stages():
             raise error_at(path, node, ("stages", i, "stage"),
                            f"unknown stage {name!r} (known: {', '.join(recipe_stages())})")
-        clean = {k.replace("-", "_"): v for k, v in raw.items() if k not in RUNNER_KEYS}
+        # an option set to null takes its default, as it did when recipes ran the CLI
+        clean = {k.replace("-", "_"): v for k, v in raw.items()
+                 if k not in RUNNER_KEYS and v is not None}
         try:
             options = stage_model(name).model_validate(clean)
         except ValidationError as exc:

@@ -91,6 +91,7 @@ class Stage:
     output_required: bool = False
     output: bool = True  # it writes a file (-o); inspect, predict and compare only print
     recipe_output: bool = True  # --save-recipe applies (report and calibrate: no)
+    overwrite: bool = True  # --force applies (calibrate always rewrites its profile)
     default_suffix: str = ".keras"
 
     @property

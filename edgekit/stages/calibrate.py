@@ -41,7 +41,8 @@ def calibrate(_: None, o: CalibrateOptions, output: Optional[Path] = None, *,
         raise BadInput("--threads and --jobs must be at least 1")
     for p in o.precision:
         if p not in COSTED:
-            raise BadInput(f"cannot calibrate precision '{p}' ({', '.join(COSTED)})")
+            raise BadInput(f"cannot calibrate precision '{p}' ({', '.join(COSTED[:-1])} or "
+                           f"{COSTED[-1]})")
     profile = load_device(o.device)
     if "tflite-xnnpack" not in profile.runtimes:
         raise BadInput(f"device '{o.device}' offers no tflite-xnnpack runtime to calibrate")
@@ -92,5 +93,5 @@ def _runner(o: CalibrateOptions, profile):
 
 
 CALIBRATE = Stage("calibrate", CalibrateOptions, calibrate, makes_model=False, source="none",
-                  recipe_output=False, default_suffix=".yaml",
+                  recipe_output=False, overwrite=False, default_suffix=".yaml",
                   output_help="Write the profile here instead of the user override folder.")
