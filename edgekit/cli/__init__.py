@@ -13,7 +13,7 @@ import typing
 import typer
 
 from ..core.errors import EdgekitError, ExitCode
-from . import devices_cmd, doctor, emulator_cmd, run_cmd, zoo
+from . import devices, doctor, emulator, run, zoo
 from ._common import console, setup_logging
 from .lazy import SETTINGS, LazyGroup
 
@@ -39,9 +39,9 @@ app = typer.Typer(
 )
 app.command("doctor")(doctor.doctor)
 app.add_typer(zoo.app, name="zoo")
-app.add_typer(devices_cmd.app, name="devices")
-app.add_typer(emulator_cmd.app, name="emulator")
-app.command("run")(run_cmd.run)
+app.add_typer(devices.app, name="devices")
+app.add_typer(emulator.app, name="emulator")
+app.command("run")(run.run)
 
 
 @functools.lru_cache(maxsize=None)

@@ -15,14 +15,12 @@ import typer
 from ..stages.reporter import Reporter
 from ._common import FORCE_OPT, JSON_OPT, SAVE_RECIPE_OPT, console, emit_json
 
-# stage -> (module of edgekit.cli, function that prints its result for people)
-RENDERERS = {"build": ("zoo", "render_build"), "scale": ("scale_cmd", "render"),
-             "inspect": ("inspect_cmd", "render"), "predict": ("predict_cmd", "render"),
-             "compare": ("compare_cmd", "render"), "report": ("report_cmd", "render"),
-             "calibrate": ("calibrate_cmd", "render"),
-             "prune": ("train_cmd", "render_prune"), "finetune": ("train_cmd", "render_finetune"),
-             "quantize": ("optimize_cmd", "render"), "export": ("optimize_cmd", "render"),
-             "profile": ("profile_cmd", "render")}
+# stage -> "module:function" of edgekit.cli.render that prints its result for people
+RENDERERS = {"build": "build:render", "scale": "scale:render", "prune": "train:render_prune",
+             "finetune": "train:render_finetune", "quantize": "convert:render",
+             "export": "convert:render", "profile": "profile:render", "inspect": "inspect:render",
+             "predict": "predict:render", "compare": "compare:render", "report": "report:render",
+             "calibrate": "calibrate:render"}
 # the --json document's schema of a stage that returns an artifact (default edgekit.NAME/1)
 SCHEMAS = {"build": "edgekit.zoo.build/1"}
 
@@ -31,8 +29,8 @@ def render(name: str, result: Any) -> None:
     """Print stage ``name``'s result as its command does."""
     import importlib
 
-    module, function = RENDERERS[name]
-    getattr(importlib.import_module(f"{__package__}.{module}"), function)(result)
+    module, _, function = RENDERERS[name].partition(":")
+    getattr(importlib.import_module(f"{__package__}.render.{module}"), function)(result)
 
 
 def stage_command(name: str) -> Callable:

@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-from ._common import console, fmt_count
+from .._common import console, fmt_count
 
 
 def render(result) -> None:
     """The fitting candidates as a table, and the model written."""
-    from ..stages.scale import short_name
+    from ...stages.scale import short_name
 
     doc, target = result.to_json(), result.target
     _table(result.found, target.model, target.budget, doc, target.profile)
@@ -28,7 +28,7 @@ def render(result) -> None:
 def _table(rows, model, budget, doc: dict, profile) -> None:
     from rich.table import Table
 
-    from ..stages.scale import short_name
+    from ...stages.scale import short_name
 
     measured = {(m["family"], m["width"], m["depth"], m["resolution"]): m["measured_ms"]
                 for m in doc.get("measured", [])}

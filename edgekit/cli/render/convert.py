@@ -3,12 +3,12 @@ stages' options models: ``edgekit.stages.convert``)."""
 
 from __future__ import annotations
 
-from ._common import console, fmt_bytes
+from .._common import console, fmt_bytes
 
 
 def render(art) -> None:
     """What quantize and export wrote, and the checks made on it."""
-    from ..core.preprocessing import describe
+    from ...core.preprocessing import describe
 
     m = art.meta
     io = m.get("input", {})

@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-from ._common import console, fmt_bytes, fmt_count
+from .._common import console, fmt_bytes, fmt_count
 
 
 def render(result) -> None:
     """The model's facts as a table, its layers with --layers, and each check's verdict."""
-    from ..core.preprocessing import describe
+    from ...core.preprocessing import describe
 
     info = result.to_json()
     model, prep, layers = info["path"], info["preprocessing"], result.show_layers

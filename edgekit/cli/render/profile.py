@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from ._common import console, fmt_bytes
+from .._common import console, fmt_bytes
 
 
 def render(result) -> None:
@@ -14,7 +14,7 @@ def render(result) -> None:
 def _print(r: dict, output) -> None:
     from rich.table import Table
 
-    from ..core.preprocessing import describe
+    from ...core.preprocessing import describe
 
     lat, s = r["latency_ms"], r["settings"]
     table = Table(show_header=False, title=f"{r['model']['path']} ({r['model']['precision'] or '?'}, "

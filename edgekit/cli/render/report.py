@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-from ._common import console, table
+from .._common import console, table
 
 
 def render(result) -> None:
     """The variants as a table, what the notes say, and the files written."""
-    from ..evaluate.report import notes, table_rows
+    from ...evaluate.report import notes, table_rows
 
     doc = result.to_json()
     rows = table_rows(doc, short=True)

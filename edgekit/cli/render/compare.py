@@ -3,7 +3,7 @@ command is made from the stage's options model: ``edgekit.stages.evaluate``)."""
 
 from __future__ import annotations
 
-from ._common import console
+from .._common import console
 
 
 def render(result) -> None:
@@ -15,7 +15,7 @@ def _fmt(v, unit: str) -> str:
     if v is None:
         return "-"
     if unit == "bytes":
-        from ._common import fmt_bytes
+        from .._common import fmt_bytes
         return fmt_bytes(v)
     return f"{v:.3f}" if unit == "ms" else f"{v:.2f}"  # % and MB
 

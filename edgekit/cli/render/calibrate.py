@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from ._common import console
+from .._common import console
 
 
 def render(result) -> None:

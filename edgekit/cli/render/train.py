@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from ._common import console, fmt_count
+from .._common import console, fmt_count
 
 
 def _epoch_table(summary: dict) -> None:
@@ -74,7 +74,7 @@ def render_prune(art) -> None:
 
 def render_finetune(art) -> None:
     """The epochs, and the best validation top-1."""
-    from ..core.preprocessing import describe
+    from ...core.preprocessing import describe
 
     prep = art.meta.get("preprocessing")
     summary = art.meta["finetune"]
