@@ -133,7 +133,9 @@ class Gpu(_Strict):
 Precision = Literal[PRECISIONS]  # type: ignore[valid-type]
 
 
-class Budget(_Strict):
+class DeviceBudget(_Strict):
+    """A device profile's default budget, each number with its provenance."""
+
     latency_ms: Num
     memory_mb: Num
     size_mb: Num
@@ -144,7 +146,7 @@ class Budget(_Strict):
     provenance: Optional[ProvRef] = None
 
     @model_validator(mode="after")
-    def _positive(self) -> "Budget":
+    def _positive(self) -> "DeviceBudget":
         for f in ("latency_ms", "memory_mb", "size_mb", "threads"):
             if getattr(self, f).value <= 0:
                 raise ValueError(f"default_budget.{f} must be positive")
@@ -205,7 +207,7 @@ class DeviceProfile(_Strict):
     gpu: Optional[Gpu] = None
     memory_gb: Num
     runtimes: list[Literal[RUNTIMES]] = Field(min_length=1)  # type: ignore[valid-type]
-    default_budget: Budget
+    default_budget: DeviceBudget
     cost_model: dict[str, CostEntry] = Field(default_factory=dict)
     anchors: list[Anchor] = Field(default_factory=list)
     notes: Optional[str] = None

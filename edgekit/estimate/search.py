@@ -36,7 +36,9 @@ ACTIVATION_BYTES = {"fp32": 4, "fp16": 4, "int8": 1, "dynamic": 4, "int16x8": 2}
 
 
 @dataclass
-class Budget:
+class SearchBudget:
+    """The limits one search applies (each option, else the device's default budget)."""
+
     latency_ms: float
     memory_mb: float
     size_mb: float
@@ -105,7 +107,7 @@ def grid(group: str) -> list[tuple[float, float, int, Optional[float]]]:
 
 
 def evaluate(group: str, width: float, depth: float, resolution: int, phi: Optional[float],
-             model: LatencyModel, budget: Budget, classes: int) -> Candidate:
+             model: LatencyModel, budget: SearchBudget, classes: int) -> Candidate:
     from ..models.families import get_spec
 
     family = GROUPS[group]
@@ -134,7 +136,7 @@ def _weight_precision(precision: str) -> str:
     return "int8" if precision == "int16x8" else precision
 
 
-def search(groups: list[str], model: LatencyModel, budget: Budget,
+def search(groups: list[str], model: LatencyModel, budget: SearchBudget,
            classes: int = 1000, resolution: Optional[int] = None) -> list[Candidate]:
     """Every candidate of ``groups``, fitting ones first, each part best proxy first.
     ``resolution`` fixes the input size (data of a known size) and searches the rest."""
@@ -157,4 +159,4 @@ def search(groups: list[str], model: LatencyModel, budget: Budget,
     return out
 
 
-__all__ = ["Budget", "Candidate", "GROUPS", "evaluate", "grid", "group_of", "search"]
+__all__ = ["SearchBudget", "Candidate", "GROUPS", "evaluate", "grid", "group_of", "search"]

@@ -51,7 +51,7 @@ class Gates(_Strict):
     max_size_mb: Optional[float] = Field(None, gt=0)
 
 
-class Budget(_Strict):
+class RecipeBudget(_Strict):
     """Handed to a scale stage as --latency-ms/--memory-mb/--size-mb unless it sets them."""
     latency_ms: Optional[float] = Field(None, gt=0)
     memory_mb: Optional[float] = Field(None, gt=0)
@@ -65,7 +65,7 @@ class Recipe(_Strict):
     model: Optional[Path] = None  # an existing model file ...
     zoo: Optional[ZooSource] = None  # ... or a zoo build
     device: Optional[str] = None
-    budget: Budget = Budget()
+    budget: RecipeBudget = RecipeBudget()
     datasets: dict[str, str] = Field(default_factory=dict)  # name -> spec, used as "@name"
     stages: list[dict[str, Any]] = Field(default_factory=list)
     gates: Gates = Gates()

@@ -113,7 +113,7 @@ def _target(o: ScaleOptions) -> _Target:
     device's default budget."""
     from ..core.devices import load_device
     from ..estimate.latency import device_model
-    from ..estimate.search import Budget
+    from ..estimate.search import SearchBudget
 
     profile = load_device(o.device)
     b = profile.default_budget
@@ -122,7 +122,7 @@ def _target(o: ScaleOptions) -> _Target:
         raise BadInput(f"--accelerator must be cpu or gpu, not {acc!r}")
     prec = o.precision or (b.precision if acc == b.accelerator else "fp16")
     rt = o.runtime or _runtime(profile, acc, prec, b)
-    budget = Budget(o.latency_ms if o.latency_ms is not None else b.latency_ms.value,
+    budget = SearchBudget(o.latency_ms if o.latency_ms is not None else b.latency_ms.value,
                     o.memory_mb if o.memory_mb is not None else b.memory_mb.value,
                     o.size_mb if o.size_mb is not None else b.size_mb.value)
     for name, v in vars(budget).items():
