@@ -154,28 +154,33 @@ class ConsoleReporter(Reporter):
         self._bar = self._task = None
 
     def __enter__(self) -> "ConsoleReporter":
-        if not self.quiet:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                       TimeElapsedColumn)
-
-            self._bar = Progress(TextColumn("{task.description}"), BarColumn(),
-                                 MofNCompleteColumn(), TimeElapsedColumn(), console=console.rich(),
-                                 transient=True)
-            self._bar.start()
-            self._task = self._bar.add_task("", total=None)
         return self
 
     def __exit__(self, *exc: Any) -> None:
         if self._bar is not None:
             self._bar.stop()
 
+    def _started(self) -> Any:
+        """The progress bar, started on the first report (a stage that reports nothing, such
+        as compare, never imports rich.progress)."""
+        if self._bar is None and not self.quiet:
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                       TimeElapsedColumn)
+
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(),
+                                 MofNCompleteColumn(), TimeElapsedColumn(),
+                                 console=console.rich(), transient=True)
+            self._bar.start()
+            self._task = self._bar.add_task("", total=None)
+        return self._bar
+
     def progress(self, done: int, total: Optional[int], description: Optional[str] = None) -> None:
-        if self._bar is not None:
+        if self._started() is not None:
             extra = {"description": description} if description else {}
             self._bar.update(self._task, completed=done, total=total, **extra)
 
     def status(self, message: str) -> None:
-        if self._bar is not None:
+        if self._started() is not None:
             self._bar.update(self._task, description=message, total=None, completed=0)
 
     def epoch(self, row: dict) -> None:
