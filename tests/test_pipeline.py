@@ -60,7 +60,7 @@ def ran(doc: dict) -> list[str]:
     return [s["id"] for s in doc["stages"] if not s["cached"]]
 
 
-def test_a_recipe_runs_every_stage_through_the_commands(first):
+def test_a_recipe_runs_every_stage(first):
     folder, _, doc = first
     assert doc["status"] == "passed" and doc["schema"] == "edgekit.run/1"
     assert ran(doc) == STAGES

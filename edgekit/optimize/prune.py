@@ -28,7 +28,7 @@ from ..core.errors import BadInput
 from ..models.load import import_keras, load_keras
 from .train import (DEFAULT_MAX_DROP, View, check_classes, check_fit_args, check_not_worse,
                     classifier_parts, fit, load_train_data, output_classes, parse_augment,
-                    pipeline, top1)
+                    input_batches, top1)
 
 SCOPES = ("layer", "global")
 
@@ -264,8 +264,8 @@ def prune_structured(source: Artifact, out: Path, data: str, *, ratio: float,
     pruned_top1 = top1(thin, train_data.val, view)
     on_status("re-estimating batch-norm statistics")
     n_bn = min(64, math.ceil(len(train_data.train) / batch_size))
-    channels.recalibrate_bn(thin, pipeline(train_data.train, batch_size, [view], shuffle=True,
-                                           seed=seed), n_bn)
+    batches = input_batches(train_data.train, batch_size, [view], shuffle=True, seed=seed)
+    channels.recalibrate_bn(thin, batches, n_bn)
     recal_top1 = top1(thin, train_data.val, view)
     thin_probs, thin_logits = classifier_parts(thin)
     result = fit(thin_probs, thin_logits, train_data, view, epochs=epochs, batch_size=batch_size,

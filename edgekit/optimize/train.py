@@ -183,8 +183,8 @@ class View:
         return cls((h, w), {k: v for k, v in preprocessing.items() if k != "crop"}, c)
 
 
-def pipeline(split: Split, batch_size: int, views: Sequence[View], augment: Sequence[str] = (),
-             shuffle: bool = False, seed: int = 0):
+def input_batches(split: Split, batch_size: int, views: Sequence[View],
+                  augment: Sequence[str] = (), shuffle: bool = False, seed: int = 0):
     """A tf.data pipeline of (inputs, labels): one input per view (a tuple when there are
     two: student and teacher see the same augmented image, each at its own size)."""
     import tensorflow as tf
@@ -255,7 +255,7 @@ def above_chance(top1_pct: float, split: Split) -> bool:
 def top1(model, split: Split, view: View, batch_size: int = 256) -> float:
     """Top-1 accuracy (%) of ``model`` on ``split``."""
     correct = 0
-    for x, y in pipeline(split, batch_size, [view]):
+    for x, y in input_batches(split, batch_size, [view]):
         correct += int(np.sum(np.argmax(model(x, training=False), axis=-1) == y.numpy()))
     return 100.0 * correct / len(split)
 
@@ -342,8 +342,8 @@ def fit(probs_model, logits_model, data: TrainData, view: View, *, epochs: int,
         return result
     keras.utils.set_random_seed(seed)
     views = [view] + ([teacher.view] if teacher else [])
-    train_ds = pipeline(data.train, batch_size, views, augment, shuffle=True, seed=seed)
-    val_ds = pipeline(data.val, max(batch_size, 256), [view])
+    train_ds = input_batches(data.train, batch_size, views, augment, shuffle=True, seed=seed)
+    val_ds = input_batches(data.val, max(batch_size, 256), [view])
     if teacher:
         teacher.logits.trainable = False
     by_name = {layer.name: layer for layer in probs_model.layers}
