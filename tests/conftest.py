@@ -25,6 +25,16 @@ def run_cli(*args: str, check: bool = False, env: dict | None = None) -> subproc
     return proc
 
 
+def modules_after(args: list[str], modules: tuple[str, ...]) -> tuple[str, list[str]]:
+    """Run ``edgekit ARGS`` in a fresh interpreter: (its stdout, which of ``modules`` it had
+    imported by the end)."""
+    code = (f"import sys\nsys.argv = ['edgekit', *{list(args)!r}]\nfrom edgekit.cli import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            f"print([m for m in {modules!r} if m in sys.modules], file=sys.stderr)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return out.stdout, eval(out.stderr.strip().splitlines()[-1])
+
+
 def profile_json(path, *extra: str, data: str = "fashion-mnist-sample:test", runs: int = 5) -> dict:
     """``edgekit profile`` on 300 class-balanced images, 1 thread, as a parsed document."""
     import json

@@ -166,13 +166,7 @@ def test_cli_list_and_show_json(tmp_path):
 
 
 def test_devices_list_does_not_import_tensorflow():
-    import subprocess
-    import sys
+    from conftest import modules_after
 
-    code = ("import sys; from edgekit.cli import app; "
-            "sys.argv = ['edgekit', 'devices', 'list', '--json']\n"
-            "try:\n    app(standalone_mode=False)\nfinally:\n"
-            "    print([m for m in ('tensorflow', 'keras', 'onnxruntime') if m in sys.modules], "
-            "file=sys.stderr)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stderr.strip().splitlines()[-1] == "[]"
+    _, loaded = modules_after(["devices", "list", "--json"], ("tensorflow", "keras", "onnxruntime"))
+    assert loaded == []

@@ -5,7 +5,6 @@ cycle, and the CLI imports no heavy framework at start-up."""
 import ast
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "edgekit"
 
@@ -111,14 +110,9 @@ def test_no_runtime_module_shadows_the_standard_library():
 def test_the_cli_starts_without_models_or_frameworks():
     """``edgekit --help`` (and ``import edgekit.cli``) imports no pydantic model, no numpy and no
     rich: the stage commands are made when they run (``cli/lazy.py``)."""
-    import subprocess
-    import sys
+    from conftest import modules_after
 
-    code = ("import sys\nsys.argv = ['edgekit', '--help']\nfrom edgekit.cli import main\n"
-            "try:\n    main()\nexcept SystemExit:\n    pass\n"
-            "print([m for m in ('pydantic', 'numpy', 'rich', 'yaml', 'tensorflow', "
-            "'edgekit.stages.base', 'edgekit.core.results') if m in sys.modules], "
-            "file=sys.stderr)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert "Commands:" in out.stdout
-    assert out.stderr.strip().splitlines()[-1] == "[]"
+    stdout, loaded = modules_after(["--help"], ("pydantic", "numpy", "rich", "yaml", "tensorflow",
+                                                "edgekit.stages.base", "edgekit.core.results"))
+    assert "Commands:" in stdout
+    assert loaded == []

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import errno
 import functools
-import math
 import os
 import sys
-import typing
 
 import typer
 
@@ -46,30 +44,11 @@ app.command("run")(run.run)
 
 @functools.lru_cache(maxsize=None)
 def command():
-    """The click command that ``edgekit`` runs, with
-    every float option refusing NaN and infinity: click reads "nan" and "inf" as floats, which
-    pass every ``> 0`` check (a budget of nan ms fits every model)."""
+    """The click command that ``edgekit`` runs. Floats are checked finite by the stages'
+    options models (click reads "nan" and "inf" as floats, which pass every ``> 0`` check)."""
     from typer.main import get_command
 
-    group = get_command(app)
-    todo = [group]
-    while todo:
-        cmd = todo.pop()
-        todo.extend(getattr(cmd, "commands", {}).values())
-        for param in cmd.params:
-            annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
-            if float in (annotation, *typing.get_args(annotation)):
-                param.callback = _finite(param.callback)
-    return group
-
-
-def _finite(callback):
-    def check(ctx, param, value):
-        if isinstance(value, float) and not math.isfinite(value):
-            raise EdgekitError(f"{param.opts[0]} {value} is not a finite number")
-        return callback(ctx, param, value) if callback else value
-
-    return check
+    return get_command(app)
 
 
 _FILESYSTEM = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}

@@ -39,7 +39,7 @@ from ..core.errors import BadInput, EdgekitError, GateFailed, ctrl_c_stops
 from .schema import DATA_OPTIONS, as_reference, load_recipe, makes_model, stage_to_dict
 from ..core.results import RUN_SCHEMA
 from ..stages import get as get_stage
-from ..stages.base import QUIET, Reporter, options_argv
+from ..stages.base import QUIET, options_argv
 
 STAGE_SCHEMA = "edgekit.stage/1"
 

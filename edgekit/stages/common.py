@@ -22,10 +22,11 @@ def default_output(model: Path, suffix: str, tag: str) -> Path:
 
 def open_model(path: Path, preprocessing: Optional[str] = None, *,
                needed_for: Optional[str] = None, keras_for: Optional[str] = None,
-               unsafe: bool = False):
+               unsafe: bool = False, resolve_preprocessing: bool = True):
     """The model at ``path`` as an Artifact whose ``preprocessing`` is resolved (flag, sidecar,
     graph). Unknown stops the stage only when ``needed_for`` says what needs it;
-    ``keras_for`` (e.g. "training") refuses any format but Keras."""
+    ``keras_for`` (e.g. "training") refuses any format but Keras. Without
+    ``resolve_preprocessing`` the artifact is returned as its sidecar describes it."""
     from ..core.artifacts import open_artifact
     from ..core.errors import BadInput
     from ..core.preprocessing import resolve
@@ -34,6 +35,8 @@ def open_model(path: Path, preprocessing: Optional[str] = None, *,
     if keras_for and art.format != "keras":
         raise BadInput(f"{path}: {keras_for} needs a Keras model (.keras or .h5), not "
                        f"{art.format}")
+    if not resolve_preprocessing:
+        return art
     graph = None
     if unsafe and art.format == "keras" and not (preprocessing or art.preprocessing):
         from ..models.load import load_keras

@@ -148,22 +148,16 @@ def _source(from_model: Optional[Path], family, classes: int):
     """(the --from model or None, the families to search, the classes to build)."""
     if from_model is None:
         return None, family, classes
-    source = _open_keras(from_model)
+    from .common import open_model
+
+    # only its weights are read: its preprocessing does not matter here
+    source = open_model(from_model, keras_for="--from", resolve_preprocessing=False)
     if not family:
         if "spec" not in source.meta:
             raise BadInput(f"{from_model}: edgekit did not build it, so its family is not "
                            "known: give --family (and --classes)")
         return source, [source.meta["spec"]["name"]], source.meta["spec"]["classes"]
     return source, family, classes
-
-
-def _open_keras(path: Path):
-    from ..core.artifacts import open_artifact
-
-    art = open_artifact(path)
-    if art.format != "keras":
-        raise BadInput(f"{path}: --from needs a Keras model (.keras or .h5), not {art.format}")
-    return art
 
 
 def _measured(o: ScaleOptions, target: _Target, chosen: list, doc: dict, reporter: Reporter):
