@@ -16,6 +16,19 @@ EDGEKIT = [sys.executable, "-m", "edgekit"]
 
 
 def run_cli(*args: str, check: bool = False, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``edgekit ARGS`` in this process, exactly as the console script does (``cli.main``),
+    with ``env`` added to the environment for the call: a child process would spend seconds
+    importing TensorFlow again and prove nothing more. Use ``spawn_cli`` where only a new
+    process shows what is tested (output on file descriptors, signals, what is imported,
+    environment read at start-up, runs in parallel)."""
+    code, out, err = invoke_cli(*args, env=env)
+    proc = subprocess.CompletedProcess(["edgekit", *map(str, args)], code, out, err)
+    if check and code != 0:
+        raise AssertionError(f"edgekit {' '.join(map(str, args))} -> {code}\n{err[-3000:]}")
+    return proc
+
+
+def spawn_cli(*args: str, check: bool = False, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run the real ``edgekit`` command in a child process."""
     proc = subprocess.run([*EDGEKIT, *map(str, args)], capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, timeout=900)

@@ -9,7 +9,7 @@ import sys
 import pytest
 import typer.main
 
-from conftest import run_cli
+from conftest import run_cli, spawn_cli
 from edgekit.cli import app
 
 
@@ -82,8 +82,8 @@ def _bad_inputs(tmp, good):
 
 
 def test_bad_input_gives_one_line_and_exit_2(tmp_path, small_keras):
-    for label, args in _bad_inputs(tmp_path, small_keras):
-        proc = run_cli(*args)
+    for label, args in _bad_inputs(tmp_path, small_keras):  # all a user sees, C++ logs too
+        proc = spawn_cli(*args)
         lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
         assert proc.returncode == 2, f"{label}: exit {proc.returncode}\n{proc.stderr}"
         assert "Traceback" not in proc.stderr, f"{label}: traceback\n{proc.stderr}"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import spawn_cli
 
 CALIB = ["--calib", "fashion-mnist-sample:train", "--calib-size", "50", "--no-speed-check"]
 # conftest's small_keras, with its seed (the default, 0) spelled out
@@ -49,7 +49,7 @@ def built(small_keras, tmp_path_factory) -> Path:
             jobs.append([*args, "-o", root / run / name])
     jobs.append([*ZOO, "-o", root / "a" / "zoo.keras"])
     with ThreadPoolExecutor(2) as pool:
-        for proc, job in zip(pool.map(lambda j: run_cli(*j), jobs), jobs):
+        for proc, job in zip(pool.map(lambda j: spawn_cli(*j), jobs), jobs):
             assert proc.returncode == 0, f"{job}: {proc.stderr[-2000:]}"
     return root
 
@@ -97,12 +97,12 @@ def test_profile_results_are_identical_apart_from_timings_dates_memory(built, fm
     args = ["profile", model, "--reference", reference, "--data", "fashion-mnist-sample:test",
             "--limit", "200", "--runs", "5", "--warmup", "1", "--threads", "1", "--json"]
     with ThreadPoolExecutor(2) as pool:
-        first, second = pool.map(lambda _: run_cli(*args, check=True), range(2))
+        first, second = pool.map(lambda _: spawn_cli(*args, check=True), range(2))
     one, two = (json.loads(p.stdout) for p in (first, second))
     assert one["accuracy"]["n"] == 200 and one["fidelity"]["reference"] == str(reference)
     assert _drop(one, PROFILE_VARIES) == _drop(two, PROFILE_VARIES)
     # the same model built by the other process scores identically, image by image
-    other = json.loads(run_cli(*[built / "b" / f"int8.{fmt}" if a == model else a
+    other = json.loads(spawn_cli(*[built / "b" / f"int8.{fmt}" if a == model else a
                                  for a in args], check=True).stdout)
     assert other["predictions"] == one["predictions"] and other["accuracy"] == one["accuracy"]
     assert other["fidelity"] == one["fidelity"]

@@ -28,7 +28,7 @@ from typing import Callable
 import pytest
 
 import sshd_server
-from conftest import EDGEKIT, run_cli
+from conftest import EDGEKIT, run_cli, spawn_cli
 
 CALIB = ["--calib", "fashion-mnist-sample:train", "--calib-size", "50", "--no-speed-check"]
 needs_sshd = pytest.mark.skipif(sshd_server.SSHD is None,
@@ -146,7 +146,7 @@ def _parallel(*commands: list) -> list[subprocess.CompletedProcess]:
     results: list = [None] * len(commands)
 
     def work(i: int) -> None:
-        results[i] = run_cli(*commands[i])
+        results[i] = spawn_cli(*commands[i])
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(len(commands))]
     for t in threads:
@@ -186,7 +186,7 @@ def interrupted(small_keras, tmp_path_factory) -> dict:
     _, err = proc.communicate(timeout=120)
     doc = {"code": proc.returncode, "stderr": err, "stopped_s": time.monotonic() - sent,
            "left": _names(outdir), "temp_left": sorted(p.name for p in tmp.glob("edgekit-*"))}
-    doc["rerun"] = run_cli(*args, env={"TMPDIR": str(tmp)})
+    doc["rerun"] = spawn_cli(*args, env={"TMPDIR": str(tmp)})
     doc["out"] = out
     return doc
 
@@ -379,7 +379,7 @@ def test_local_run_past_its_timeout_is_stopped(int8_model, tmp_path):
     tmp.mkdir()
     out.mkdir()
     start = time.monotonic()
-    proc = run_cli("profile", int8_model, "--runs", "100000000", "--timeout", "2",
+    proc = spawn_cli("profile", int8_model, "--runs", "100000000", "--timeout", "2",
                    "-o", out / "r.json", env={"TMPDIR": str(tmp)})
     waited = time.monotonic() - start
     line = _one_error(proc.returncode, proc.stderr, 3)

@@ -117,7 +117,7 @@ def test_degenerate_reference_is_not_a_pass(user_models, workdir):
 
 def test_distillation_reads_the_teacher_preprocessing_from_its_graph(user_models, workdir):
     """A [-1, 1] student distilled from a raw-pixel teacher: each fed its own range."""
-    out = workdir / "student_kd.keras"
+    out = workdir / "user_student_kd.keras"  # test_finetune writes student_kd.keras
     run_cli("finetune", user_models["mobilenet_v2"], "--teacher", user_models["efficientnet_b0"],
             "--data", "fashion-mnist-sample:train", "--limit", "300", "--epochs", "1",
             "-o", out, check=True)
