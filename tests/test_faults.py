@@ -5,7 +5,7 @@ output folder (a small tmpfs), and Ctrl-C during a conversion.
 Each fault must end in one clear line (``error:``, no traceback) with the documented exit code
 (3: the device or the machine, 130: interrupted), leave nothing half-made (no output file, no
 ``.part`` file, no temporary folder, no device folder), and the same command run again must
-succeed. Ctrl-C during a recipe is covered by tests/test_pipeline.py.
+succeed. Ctrl-C during a recipe is covered by tests/recipes/test_runner.py.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ shell or code-running call) in the source; model and output paths with spaces, q
 ``;`` work and inject nothing, locally and over the real OpenSSH server on loopback; a Keras
 model with a Lambda layer (code in the file) is refused unless ``--unsafe``; YAML is read
 with the safe loader. (Recipe paths that would leave the run folder, and YAML tags that name
-Python objects, are in the bad-input corpus: tests/test_bad_input.py.)"""
+Python objects, are in the bad-input corpus: tests/cli/test_bad_input.py.)"""
 
 from __future__ import annotations
 

@@ -157,7 +157,7 @@ def test_tensorrt_engine_runs_trtexec_on_the_device(sshd, workdir, trained_keras
         model = keras.saving.load_model(trained_keras)
         tf2onnx.convert.from_keras(model, input_signature=(tf.TensorSpec(
             (None, 32, 32, 3), tf.float32, name="input"),), opset=17, output_path=str(onnx_path))
-    fixture = Path(__file__).parent / "data" / "trtexec_orin.txt"
+    fixture = Path(__file__).parents[1] / "data" / "trtexec_orin.txt"
     standin = tmp_path / "trtexec"
     standin.write_text(f'#!/bin/sh\necho "$@" > {tmp_path / "args"}\ncat {fixture}\n')
     standin.chmod(0o755)

@@ -42,7 +42,7 @@ def test_spec_work_matches_keras_graph(family):
 def test_mobilenet_v2_224_published_figures():
     spec = get_spec("mobilenet_v2")
     t = totals(spec_work(spec))
-    # measured from the graph by edgekit.evaluate.analyze (tests/test_analyze.py); published 300 M
+    # measured from the graph by edgekit.evaluate.analyze (tests/evaluate/test_analyze.py); published 300 M
     assert t["macs"] == 300_774_272
     assert t["params"] + bn_params(spec) == 3_538_984
     # largest live set: block2a dwconv input 112x112x96 + output 56x56x96, fp32

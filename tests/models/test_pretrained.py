@@ -25,7 +25,7 @@ COFFEE = {967, 968, 504}  # espresso, cup, coffee mug
 def needs(*modules: str):
     missing = [m for m in modules if importlib.util.find_spec(m) is None]
     return pytest.mark.skipif(bool(missing), reason=f"needs {', '.join(missing)} "
-                              "(installed by .ci/run; see tests/test_pretrained.py)")
+                              "(installed by .ci/run; see tests/models/test_pretrained.py)")
 
 
 def photos(*names: str) -> list[Path]:

@@ -15,7 +15,7 @@ import pytest
 from conftest import run_cli
 from edgekit.runtime.adb import benchmark_command, big_core_mask, parse_benchmark_output
 
-DATA = Path(__file__).parent / "data" / "benchmark_model"
+DATA = Path(__file__).parents[1] / "data" / "benchmark_model"
 
 
 def test_parse_new_format_with_percentiles():
@@ -60,7 +60,7 @@ def test_big_cores_and_flags():
 @pytest.fixture()
 def standin(tmp_path, monkeypatch):
     """PATH with the stand-in adb; a phone folder with benchmark_model in /data/local/tmp."""
-    here = Path(__file__).parent
+    here = Path(__file__).parents[1]  # tests/, with adb_standin.py
     bin_dir, root = tmp_path / "bin", tmp_path / "phone"
     (root / "data/local/tmp").mkdir(parents=True)
     bin_dir.mkdir()

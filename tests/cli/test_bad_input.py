@@ -109,7 +109,7 @@ def box(tmp_path_factory, small_formats) -> Path:
     # YAML: device profiles (user overrides under EDGEKIT_HOME/devices)
     devices = d / "home" / "devices"
     devices.mkdir(parents=True)
-    pi = (Path(__file__).parents[1] / "edgekit/catalog/devices/raspberry-pi-4.yaml").read_text()
+    pi = (Path(__file__).parents[2] / "edgekit/catalog/devices/raspberry-pi-4.yaml").read_text()
     (devices / "pi-malformed.yaml").write_text(pi.replace("name: raspberry-pi-4", "name: pi-malformed")
                                                .replace("kind: sbc", "kind: [sbc"))
     (devices / "pi-negative.yaml").write_text(pi.replace("name: raspberry-pi-4", "name: pi-negative")

@@ -105,5 +105,5 @@ def test_existing_output_is_not_overwritten(tmp_path, small_keras):
 def test_every_command_is_in_the_readme(path):
     from pathlib import Path
 
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
     assert f"edgekit {' '.join(path)}" in readme
