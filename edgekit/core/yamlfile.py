@@ -29,7 +29,9 @@ def load_validated(path: Path, model: type[M], what: str) -> tuple[M, yaml.Node]
         raise BadInput(f"{path}: {len(text)} characters is too large for {what} "
                        f"(at most {MAX_BYTES})")
     try:
-        loader = yaml.SafeLoader(text)  # safe: plain data only, never Python objects
+        # safe: plain data only, never Python objects; libyaml's parser when PyYAML has it
+        # (about 10 times faster: `devices list` reads every device file)
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
         try:
             node = loader.get_single_node()
             _check_tree(path, node)
@@ -40,6 +42,8 @@ def load_validated(path: Path, model: type[M], what: str) -> tuple[M, yaml.Node]
         mark = getattr(exc, "problem_mark", None)
         where = f"{mark.line + 1}:" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        if "nesting depth" in problem:  # libyaml's limit; the pure-Python parser recurses
+            raise BadInput(f"{path}:{where} YAML nested too deeply") from None
         raise BadInput(f"{path}:{where} malformed YAML ({problem})") from None
     except RecursionError:
         raise BadInput(f"{path}: YAML nested too deeply") from None
