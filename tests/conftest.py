@@ -12,12 +12,6 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-# Two test workers share two cores: each one's TensorFlow (and its child processes') runs an
-# op on one thread, so the two do not oversubscribe the cores and spin waiting on each other
-# (measured: two trainings side by side, 60 s -> 56 s). Commands given --threads still use
-# what they are given.
-os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
-os.environ.setdefault("OMP_NUM_THREADS", "1")
 EDGEKIT = [sys.executable, "-m", "edgekit"]
 
 
