@@ -38,7 +38,8 @@ def _profiles(work: Path) -> tuple[Path, Path]:
 def _time(cmd: list[str], checkout: Path) -> float:
     env = {**os.environ, "PYTHONPATH": str(checkout)}
     t = time.perf_counter()
-    subprocess.run(cmd, env=env, capture_output=True)
+    # from a neutral folder: `python -m` puts the working folder ahead of PYTHONPATH
+    subprocess.run(cmd, env=env, capture_output=True, cwd=tempfile.gettempdir())
     return time.perf_counter() - t
 
 
