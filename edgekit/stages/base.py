@@ -151,8 +151,6 @@ def options_error(model: type[BaseModel], exc: ValidationError) -> str:
 def options_argv(model, values: dict[str, Any]) -> list[str]:
     """Command-line words for option ``values`` (name -> value) of a stage's options model:
     arguments by their place, then each option by its flag."""
-    from .base import flags_of, is_argument
-
     fields = model.model_fields
     out = [str(values[n]) for n, f in fields.items() if is_argument(f) and n in values]
     for name, value in values.items():

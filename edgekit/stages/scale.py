@@ -123,8 +123,8 @@ def _target(o: ScaleOptions) -> _Target:
     prec = o.precision or (b.precision if acc == b.accelerator else "fp16")
     rt = o.runtime or _runtime(profile, acc, prec, b)
     budget = SearchBudget(o.latency_ms if o.latency_ms is not None else b.latency_ms.value,
-                    o.memory_mb if o.memory_mb is not None else b.memory_mb.value,
-                    o.size_mb if o.size_mb is not None else b.size_mb.value)
+                          o.memory_mb if o.memory_mb is not None else b.memory_mb.value,
+                          o.size_mb if o.size_mb is not None else b.size_mb.value)
     for name, v in vars(budget).items():
         if v <= 0:
             raise BadInput(f"--{name.replace('_', '-')} must be positive")
