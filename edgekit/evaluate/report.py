@@ -51,9 +51,9 @@ def collect(paths: list[Path]) -> dict[str, Any]:
                     _add_variant(variants, out, st["id"], st["stage"])
         elif schema == PROFILE_SCHEMA:
             profiles.append(doc)
-        else:  # a sidecar
+        else:  # a sidecar, validated when its model is opened
             model = Path(path).with_name(Path(path).name.removesuffix(".json"))
-            _add_variant(variants, model, model.stem, (doc.get("stage") or {}).get("name"))
+            _add_variant(variants, model, model.stem)
     for p in profiles:
         v = variants.get(p["model"]["sha256"])
         model = Path(p["model"]["path"])
@@ -89,13 +89,15 @@ def _load(path: Path) -> dict:
     return doc if schema == SIDECAR_SCHEMA else check(doc, Path(path))  # sidecars: when opened
 
 
-def _add_variant(variants: dict, path: Path, name: str, stage: Optional[str]) -> None:
+def _add_variant(variants: dict, path: Path, name: str, stage: Optional[str] = None) -> None:
+    """Add the model at ``path``; its stage is ``stage``, else the one its sidecar names."""
     from ..core.artifacts import open_artifact
 
     art = open_artifact(path)
     m = art.meta
     if art.sha256 in variants:
         return
+    stage = stage or (m.get("stage") or {}).get("name")
     macs, params = _work(art)
     variants[art.sha256] = {
         "name": name, "stage": stage, "path": str(path), "sha256": art.sha256,

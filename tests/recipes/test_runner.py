@@ -212,12 +212,17 @@ def test_report_html_markdown_and_json(first, tmp_path):
     assert "wrote" not in proc.stdout  # stdout stays empty without --json
 
 
-def test_report_refuses_what_it_cannot_read(tmp_path):
+def test_report_refuses_what_it_cannot_read(tmp_path, small_keras):
     (tmp_path / "x.json").write_text('{"schema": "edgekit.compare/1"}')
     (tmp_path / "bad.json").write_text("{")
+    shutil.copy(small_keras, tmp_path / "m.keras")  # a sidecar whose stage is not an object
+    side = json.loads(Path(f"{small_keras}.json").read_text())
+    (tmp_path / "m.keras.json").write_text(json.dumps({**side, "stage": True}))
     for path, message in ((tmp_path / "x.json", "not a run, profile result or artifact"),
                           (tmp_path / "bad.json", "cannot read as JSON"),
-                          (tmp_path / "none.json", "cannot read as JSON")):
+                          (tmp_path / "none.json", "cannot read as JSON"),
+                          (tmp_path / "m.keras.json", "not a valid edgekit.artifact/1 document "
+                                                      "(stage: ")):
         proc = run_cli("report", path)
         assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
     proc = run_cli("report", tmp_path / "x.json", "-o", tmp_path / "r.pdf")
