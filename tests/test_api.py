@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SMALL_RECIPE = """\
 schema: edgekit.recipe/1
 name: api-small
-zoo: {family: mobilenet_v2, width: 0.35, resolution: 32, classes: 10}
+zoo: {family: mobilenet_v2, width: 0.35, depth: 0.3, resolution: 32, classes: 10}
 datasets: {train: "fashion-mnist-sample:train", test: "fashion-mnist-sample:test"}
 stages:
   - {id: int8, stage: quantize, mode: int8, calib: "@train", calib_size: 50, speed_check: false}

@@ -20,8 +20,8 @@ from conftest import spawn_cli
 
 CALIB = ["--calib", "fashion-mnist-sample:train", "--calib-size", "50", "--no-speed-check"]
 # conftest's small_keras, with its seed (the default, 0) spelled out
-ZOO = ["zoo", "build", "mobilenet_v2", "--width", "0.35", "--resolution", "32",
-       "--classes", "10", "--seed", "0"]
+ZOO = ["zoo", "build", "mobilenet_v2", "--width", "0.35", "--depth", "0.3",
+       "--resolution", "32", "--classes", "10", "--seed", "0"]
 
 # What may differ between two profiles of the same model on the same machine, and nothing
 # else: the timings, the date, and memory figures (RSS depends on allocator timing).

@@ -4,10 +4,11 @@ quantized to int8 and fp16 by the CLI, and each artifact is profiled by the loca
 Tolerances (1,000 test images, so one image is 0.1 point):
 - fp16 keeps float weights to ~3 significant digits: accuracy within 0.5 points of fp32,
   top-1 agreement >= 99%.
-- int8 (200 calibration images, per-channel weights) on a model trained for a minute: within
+- int8 (200 calibration images, per-channel weights) on a model trained for 12 epochs: within
   3 points of fp32, and >= 80% top-1 agreement. Agreement is the weaker figure on purpose: a
-  model at ~55% accuracy has many near-ties, and an int8 softmax output has a resolution of
-  1/256, so tied classes flip (measured: 85% agreement with equal accuracy, 52.9 vs 52.4%).
+  model at 55-70% accuracy has many near-ties, and an int8 softmax output has a resolution of
+  1/256, so tied classes flip (measured on a deeper MobileNetV2 at 53%: 85% agreement with
+  equal accuracy, 52.9 vs 52.4%).
   Measured values are printed by -s.
 """
 
@@ -23,15 +24,17 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def profiles(workdir, trained_keras):
+def profiles(workdir, trained_keras, trained_int8):
+    """The float model profiled, and its int8 (conftest's, with the speed check) and fp16
+    files profiled against it."""
     results = {}
     ref = run_cli("profile", trained_keras, "--data", "fashion-mnist-sample:test",
                   "--runs", "5", "--warmup", "1", "--json", check=True)
     results["fp32-keras"] = json.loads(ref.stdout)
-    for mode in ("int8", "fp16"):
-        out = workdir / f"trained_{mode}.tflite"
-        run_cli("quantize", trained_keras, "--mode", mode, "--calib", "fashion-mnist-sample:train",
-                "-o", out, "--force", check=True)
+    fp16 = workdir / "trained_fp16.tflite"
+    run_cli("quantize", trained_keras, "--mode", "fp16", "--calib", "fashion-mnist-sample:train",
+            "-o", fp16, "--force", check=True)
+    for mode, out in (("int8", trained_int8), ("fp16", fp16)):
         result_path = workdir / f"profile_{mode}.json"
         proc = run_cli("profile", out, "--data", "fashion-mnist-sample:test", "--reference",
                        trained_keras, "--runs", "20", "--threads", "1", "-o", result_path,
@@ -46,7 +49,7 @@ def test_float_model_learned_something(profiles):
     acc = profiles["fp32-keras"]["accuracy"]
     print(f"fp32 keras top-1 {acc['top1']:.1f}% on {acc['n']} images")
     assert acc["n"] == 1000
-    assert acc["top1"] > 40.0  # chance is 10%; a one-minute run reaches about 54%
+    assert acc["top1"] > 40.0  # chance is 10%; 12 epochs on the sample reach about 68%
 
 
 def test_int8_close_to_float(profiles):
@@ -77,10 +80,10 @@ def test_profile_document_is_complete(profiles):
     assert r["model"]["sha256"] and r["device"]["cpu"]
 
 
-def test_int8_sidecar_records_lineage(workdir, trained_keras, profiles):
+def test_int8_sidecar_records_lineage(trained_keras, trained_int8):
     from edgekit.core.artifacts import open_artifact, sha256_of
 
-    art = open_artifact(workdir / "trained_int8.tflite")
+    art = open_artifact(trained_int8)
     assert art.meta["parent"]["sha256"] == sha256_of(trained_keras)
     assert art.meta["stage"]["config"]["calib_size"] == 200
     assert art.meta["input"]["dtype"] == "int8" and "quantization" in art.meta["input"]
@@ -88,11 +91,11 @@ def test_int8_sidecar_records_lineage(workdir, trained_keras, profiles):
     assert art.meta["preprocessing"]["mean"] == [127.5, 127.5, 127.5]
 
 
-def test_quantize_times_int8_against_float(workdir, profiles):
+def test_quantize_times_int8_against_float(trained_int8):
     """The speed check after quantizing: both models timed on this machine, in one run."""
     from edgekit.core.artifacts import open_artifact
 
-    sc = open_artifact(workdir / "trained_int8.tflite").meta["speed_check"]
+    sc = open_artifact(trained_int8).meta["speed_check"]
     assert sc["baseline"] == "fp32" and sc["threads"] == 1 and sc["runtime"].startswith("ai_edge_litert")
     assert sc["candidate_ms"] > 0 and sc["baseline_ms"] > 0
     assert sc["faster"] == (sc["candidate_ms"] < sc["baseline_ms"])

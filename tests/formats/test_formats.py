@@ -78,10 +78,8 @@ def test_onnx_profiled_by_onnxruntime(workdir, trained_keras, float_acc):
     assert r["fidelity"]["top1_agreement"] >= 99.6
 
 
-def test_profile_without_data_times_only(workdir, trained_keras):
-    out = workdir / "trained_fp32.tflite"
-    run_cli("export", trained_keras, "-o", out, "--force", check=True)
-    proc = run_cli("profile", out, "--runs", "3", "--warmup", "0", "--json", check=True)
+def test_profile_without_data_times_only(trained_fp32):
+    proc = run_cli("profile", trained_fp32, "--runs", "3", "--warmup", "0", "--json", check=True)
     r = json.loads(proc.stdout)
     assert r["latency_ms"]["count"] == 3 and r["accuracy"] is None and r["fidelity"] is None
     assert r["model"]["precision"] == "fp32"

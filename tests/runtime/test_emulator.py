@@ -39,18 +39,16 @@ COMMON = ["--data", "fashion-mnist-sample:test", "--runs", "2", "--warmup", "0",
 
 
 @pytest.fixture(scope="module")
-def runs(trained_keras, trained_int8, small_keras, workdir):
+def runs(trained_fp32, trained_int8, small_keras, workdir):
     """The int8 model profiled natively and emulated (fp32 TFLite as the reference on each),
     and a much worse int8 model (untrained) emulated."""
-    fp32 = workdir / "emu_fp32.tflite"
     bad = workdir / "emu_untrained_int8.tflite"
-    run_cli("export", trained_keras, "-o", fp32, "--force", check=True)
     run_cli("quantize", small_keras, "--mode", "int8", "--calib", "fashion-mnist-sample:train",
             "--no-speed-check", "-o", bad, "--force", check=True)
     out = {}
-    for name, model, extra in (("native", trained_int8, ["--reference", fp32]),
+    for name, model, extra in (("native", trained_int8, ["--reference", trained_fp32]),
                                ("emulated", trained_int8,
-                                ["--device", "emulator-arm64", "--reference", fp32]),
+                                ["--device", "emulator-arm64", "--reference", trained_fp32]),
                                ("emulated-again", trained_int8, ["--device", "emulator-arm64"]),
                                ("emulated-bad", bad, ["--device", "emulator-arm64"])):
         out[name] = workdir / f"emu_{name}.json"
