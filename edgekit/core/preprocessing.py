@@ -97,9 +97,9 @@ def infer(art, model=None) -> tuple[dict | None, str]:
     """(preprocessing read from the graph, or None; why not, when None)."""
     if art.format == "keras":
         if model is None:
-            from ..models.load import load_keras
+            from ..models.load import read_keras
 
-            model = load_keras(art.path)
+            model = read_keras(art.path)
         return from_keras(model)
     if art.format == "onnx":
         import onnx

@@ -38,6 +38,31 @@ def load_keras(path: str | Path, unsafe: bool = False):
         raise BadInput(f"{path}: cannot load as a Keras model ({first_line(exc)})") from None
 
 
+_READ_ONLY: dict[tuple, object] = {}  # (file identity, unsafe) -> model, oldest first
+_READ_ONLY_KEEP = 4
+
+
+def read_keras(path: str | Path, unsafe: bool = False):
+    """A Keras model to read or run, never to change: loaded once per process while the file
+    is unchanged (same inode, size and modification time), the last few kept. One
+    ``profile --reference`` read each file up to four times (input shape, the preprocessing of
+    each side), at 1-3 s a load. Anything that trains, edits or exports a model takes a fresh
+    copy from ``load_keras``."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except OSError:
+        return load_keras(path, unsafe)  # its error message
+    key = (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns, unsafe)
+    model = _READ_ONLY.pop(key, None)
+    if model is None:
+        model = load_keras(path, unsafe)
+    _READ_ONLY[key] = model  # now the newest
+    while len(_READ_ONLY) > _READ_ONLY_KEEP:
+        del _READ_ONLY[next(iter(_READ_ONLY))]
+    return model
+
+
 def leaf_layers(model):
     """Every layer of a Keras model, nested models (a keras.applications base) entered."""
     keras = import_keras()

@@ -32,6 +32,14 @@ class Runner(abc.ABC):
     def evaluate(self, images: np.ndarray, threads: int | None) -> np.ndarray:
         """Scores (N, classes) for uint8 images already sized to the model input."""
 
+    def measure(self, n_warmup: int, n_runs: int, threads: int | None,
+                images: np.ndarray | None = None) -> tuple[dict[str, Any], np.ndarray | None]:
+        """``run``, then ``evaluate`` on ``images`` when given. A runner whose harness does
+        both in one process overrides it (the harness reads its peak memory before it
+        evaluates, so the figures are those of ``run``)."""
+        timing = self.run(n_warmup, n_runs, threads)
+        return timing, None if images is None else self.evaluate(images, threads)
+
     def cleanup(self) -> None:
         """Remove whatever prepare() created."""
 

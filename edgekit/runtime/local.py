@@ -28,7 +28,7 @@ class LocalRunner(Runner):
         self.timeout_s = timeout_s
         self.workdir: Path | None = None
         self.job: dict[str, Any] = {}
-        self.last_result: dict[str, Any] = {}  # the harness result of the last evaluate()
+        self.last_result: dict[str, Any] = {}  # the harness result of the last measure()
 
     # --- where files live and how the harness starts (the emulator runner overrides these)
     def _new_workdir(self) -> Path:
@@ -73,12 +73,20 @@ class LocalRunner(Runner):
         return self._call(warmup=n_warmup, runs=n_runs, threads=threads, inputs=None)
 
     def evaluate(self, images: np.ndarray, threads: int | None) -> np.ndarray:
+        return self.measure(0, 0, threads, images)[1]
+
+    def measure(self, n_warmup: int, n_runs: int, threads: int | None,
+                images: np.ndarray | None = None) -> tuple[dict[str, Any], np.ndarray | None]:
+        """Timing and scores from one harness process: a second process would import the
+        runtime again (TensorFlow, for a Keras model: about 6 s here)."""
+        if images is None:
+            return self.run(n_warmup, n_runs, threads), None
         assert self.workdir is not None, "prepare() first"
         inputs = self.workdir / "inputs.npy"
         np.save(inputs, np.ascontiguousarray(images, dtype=np.uint8))
-        self.last_result = self._call(warmup=0, runs=0, threads=threads,
+        self.last_result = self._call(warmup=n_warmup, runs=n_runs, threads=threads,
                                       inputs=self._inside(inputs))
-        return np.load(self.workdir / "outputs.npy")
+        return self.last_result, np.load(self.workdir / "outputs.npy")
 
     def cleanup(self) -> None:
         if self.workdir is not None:

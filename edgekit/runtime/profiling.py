@@ -41,8 +41,8 @@ def input_spec(artifact: Artifact, input_size: tuple[int, int] | None = None
                                f"({first_line(exc, 160)})") from None
             shape = list(sess.get_inputs()[0].shape)
         elif artifact.format == "keras":
-            from ..models.load import load_keras
-            shape = list(load_keras(artifact.path).inputs[0].shape)
+            from ..models.load import read_keras
+            shape = list(read_keras(artifact.path).inputs[0].shape)
         else:
             raise BadInput(f"{artifact.path}: profiling a {artifact.format} is not supported; "
                            "export it to .tflite or .onnx first")
@@ -89,12 +89,9 @@ def profile(artifact: Artifact, runner: Runner, *, data: str | None = None,
                               else (None,) * 3)
     with runner:
         runner.prepare(artifact, shape, preprocess.for_timing(prep), nchw)
-        status(f"timing {runs} runs after {warmup} warm-up on {runner.name}")
-        timing = runner.run(warmup, runs, threads)
-        scores = None
-        if images is not None:
-            status(f"evaluating {len(images)} images")
-            scores = runner.evaluate(images, threads)
+        status(f"timing {runs} runs after {warmup} warm-up on {runner.name}"
+               + (f", then evaluating {len(images)} images" if images is not None else ""))
+        timing, scores = runner.measure(warmup, runs, threads, images)
     result = _document(artifact, runner, timing, threads, warmup, runs, shape, prep, device)
     classes = False
     if scores is not None:

@@ -39,9 +39,9 @@ def open_model(path: Path, preprocessing: Optional[str] = None, *,
         return art
     graph = None
     if unsafe and art.format == "keras" and not (preprocessing or art.preprocessing):
-        from ..models.load import load_keras
+        from ..models.load import read_keras
 
-        graph = load_keras(art.path, unsafe=True)  # read with the caller's safe_mode
+        graph = read_keras(art.path, unsafe=True)  # read with the caller's safe_mode
     prep = resolve(art, preprocessing, needed_for=needed_for, model=graph)
     art.meta.pop("preprocessing", None)
     if prep is not None:
