@@ -317,6 +317,7 @@ def _onnx(p: Path, input_size: tuple[int, int] | None = None) -> dict:
         g = model.graph
         if not g.node:
             raise ValueError("the graph has no nodes")
+        _names_are_text(g)
         inits = {i.name: i for i in g.initializer}
         init_names = set(inits)
         io = [[{"name": v.name, "shape": _vshape(v), "dtype": onnx.helper.
@@ -395,6 +396,17 @@ def _onnx(p: Path, input_size: tuple[int, int] | None = None) -> dict:
 
 def _vshape(v) -> list:
     return [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
+
+
+def _names_are_text(g) -> None:
+    """ONNX names and op types are proto2 strings: protobuf hands invalid UTF-8 in one back
+    as bytes, which nothing downstream (op counts, JSON) can use."""
+    values = (*g.input, *g.output, *g.value_info, *g.initializer)
+    for what, texts in (*((f"node {i}", (n.op_type, n.name, *n.input, *n.output))
+                          for i, n in enumerate(g.node)),
+                        ("the graph's inputs, outputs and weights", [v.name for v in values])):
+        if not all(isinstance(t, str) for t in texts):
+            raise ValueError(f"{what}: a name or op type is not UTF-8 text")
 
 
 def _onnx_precision(ops, g, inits, wdtypes) -> str:

@@ -55,6 +55,9 @@ def box(tmp_path_factory, small_formats) -> Path:
         data = (d / f"m.{fmt}").read_bytes()
         (d / f"trunc.{fmt}").write_bytes(data[: len(data) // 3])
         _flip(d / f"m.{fmt}", d / f"flip.{fmt}", at_end=fmt == "keras")
+    data = (d / "m.onnx").read_bytes()  # op_type (field 4) not UTF-8; found by test_fuzz
+    assert b'"\x04Conv' in data
+    (d / "optype.onnx").write_bytes(data.replace(b'"\x04Conv', b'"\x04\x80onv', 1))
     shutil.copy(d / "m.tflite", d / "tfl_as.onnx")
     shutil.copy(d / "m.onnx", d / "onnx_as.keras")
     shutil.copy(d / "m.tflite", d / "model.bin")
@@ -148,6 +151,7 @@ CASES = [
     ("trunc-h5", ["export", "trunc.h5", "--format", "onnx", "-o", "o.onnx"], BAD, "trunc.h5"),
     ("flip-tflite", ["predict", "flip.tflite", "photo.png"], BAD, "flip.tflite"),
     ("flip-onnx", ["profile", "flip.onnx", "--runs", "1"], BAD, "flip.onnx"),
+    ("onnx-op-type-not-text", ["inspect", "optype.onnx", "--json"], BAD, "not UTF-8 text"),
     ("flip-keras", ["export", "flip.keras", "-o", "o.tflite"], BAD, "flip.keras"),
     ("flip-h5", ["inspect", "flip.h5"], BAD, "flip.h5"),
     ("tflite-named-onnx", ["inspect", "tfl_as.onnx"], BAD, "not a valid onnx file"),
