@@ -116,17 +116,16 @@ def test_degenerate_reference_is_not_a_pass(user_models, workdir):
 
 
 def test_distillation_reads_the_teacher_preprocessing_from_its_graph(user_models, workdir):
-    """A [-1, 1] student distilled from a raw-pixel teacher (MobileNetV3Small, whose Rescaling
-    layer maps raw pixels to [-1, 1] itself): each fed its own range."""
+    """A [-1, 1] student distilled from a raw-pixel teacher: each fed its own range."""
     out = workdir / "user_student_kd.keras"  # test_finetune writes student_kd.keras
-    run_cli("finetune", user_models["mobilenet_v2"], "--teacher", user_models["mobilenet_v3_small"],
+    run_cli("finetune", user_models["mobilenet_v2"], "--teacher", user_models["efficientnet_b0"],
             "--data", "fashion-mnist-sample:train", "--limit", "300", "--epochs", "1",
             "-o", out, check=True)
     side = json.loads(out.with_name(out.name + ".json").read_text())
     assert side["preprocessing"]["name"] == "tf"
     teacher = side["stage"]["config"]["teacher"]
     assert teacher["preprocessing"]["name"] == "raw"
-    assert EXPECTED["mobilenet_v3_small"][1] in teacher["preprocessing"]["decided_by"]
+    assert "Normalization" in teacher["preprocessing"]["decided_by"]
 
 
 def test_degenerate_outputs_unit():
