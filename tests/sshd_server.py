@@ -27,6 +27,7 @@ class Loopback:
     host: str  # user@127.0.0.1
     identity: Path
     options: list[str]  # ssh -o Key=Value
+    device_tmp: Path  # the device's TMPDIR, where the runner makes its private folders
 
     def cli_args(self) -> list[str]:
         out = ["--host", self.host, "--port", str(self.port), "--identity", str(self.identity)]
@@ -86,12 +87,15 @@ def start(folder: Path) -> Loopback:
     auth.write_text((folder / "client_key.pub").read_text())
     auth.chmod(0o600)
     port = _free_port()
+    device_tmp = folder / "device_tmp"  # this server's own: tests on other workers use /tmp
+    device_tmp.mkdir(exist_ok=True)
     cfg = folder / "sshd_config"
     cfg.write_text("\n".join([
         f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {folder / 'host_key'}",
         f"AuthorizedKeysFile {auth}", "UsePAM no", "PasswordAuthentication no",
         "KbdInteractiveAuthentication no", "PermitRootLogin prohibit-password",
-        f"PidFile {folder / 'sshd.pid'}", "StrictModes no", "LogLevel ERROR", ""]))
+        f"PidFile {folder / 'sshd.pid'}", "StrictModes no", "LogLevel ERROR",
+        f"SetEnv TMPDIR={device_tmp}", ""]))
     if os.geteuid() == 0:
         os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # privilege separation folder
     known = folder / "known_hosts"
@@ -109,4 +113,5 @@ def start(folder: Path) -> Loopback:
             time.sleep(0.1)
     options = [f"UserKnownHostsFile={known}", "StrictHostKeyChecking=yes",
                "GlobalKnownHostsFile=/dev/null"]
-    return Loopback(proc, port, f"{getpass.getuser()}@127.0.0.1", folder / "client_key", options)
+    return Loopback(proc, port, f"{getpass.getuser()}@127.0.0.1", folder / "client_key", options,
+                    device_tmp)

@@ -83,11 +83,11 @@ def _session_args(sshd) -> dict[int, list[str]]:
 
 
 def _remote_file(sshd, name: str) -> Path | None:
-    """``/tmp/edgekit.XXXX/<name>`` named on a device-side command line of *this* sshd (other
-    runs may have folders of their own in /tmp)."""
+    """``DEVICE_TMP/edgekit.XXXX/<name>`` named on a device-side command line of *this* sshd
+    (its TMPDIR is its own)."""
     for argv in _session_args(sshd).values():
         for word in argv:
-            if word.startswith("/tmp/edgekit.") and word.endswith("/" + name):
+            if word.startswith(f"{sshd.device_tmp}/edgekit.") and word.endswith("/" + name):
                 return Path(word)
     return None
 

@@ -78,7 +78,7 @@ def test_paths_with_shell_characters_over_ssh(weird, tmp_path):
         assert not _pwned(weird, Path.cwd(), tmp_path)
     finally:
         server.stop()
-    assert not list(Path("/tmp").glob("edgekit.*/m o'd;el.tflite"))  # device folder removed
+    assert not list(server.device_tmp.iterdir())  # the device folder was removed
 
 
 def test_lambda_layer_is_refused_unless_unsafe(tmp_path):

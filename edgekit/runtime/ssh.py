@@ -217,11 +217,18 @@ class SSHRunner(Runner):
                 "memory of the harness process (trtexec does not report it)"}
 
     def evaluate(self, images: np.ndarray, threads: int | None) -> np.ndarray:
+        return self.measure(0, 0, threads, images)[1]
+
+    def measure(self, n_warmup: int, n_runs: int, threads: int | None,
+                images: np.ndarray | None = None) -> tuple[dict[str, Any], np.ndarray | None]:
+        """Timing and scores from one harness run on the device (trtexec times on its own)."""
+        if images is None or (self.engine == "tensorrt" and n_runs):
+            return super().measure(n_warmup, n_runs, threads, images)
         buf = io.BytesIO()
         np.save(buf, np.ascontiguousarray(images, dtype=np.uint8))
         inputs = self._put(buf.getvalue(), "inputs.npy")
-        self._call(warmup=0, runs=0, threads=threads, inputs=inputs)
-        return np.load(io.BytesIO(self._get("outputs.npy")))
+        timing = self._call(warmup=n_warmup, runs=n_runs, threads=threads, inputs=inputs)
+        return timing, np.load(io.BytesIO(self._get("outputs.npy")))
 
     def cleanup(self) -> None:
         """Remove the device folder; keep the connection for the next prepare()."""

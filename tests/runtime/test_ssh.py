@@ -6,6 +6,7 @@ hosts that look like options never reach ssh."""
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -32,12 +33,23 @@ def int8_model(trained_int8) -> Path:
     return trained_int8
 
 
-def _device_folders() -> set[str]:
-    return {p.name for p in Path("/tmp").glob("edgekit.*")}
+def _device_folders(sshd) -> set[str]:
+    return {p.name for p in sshd.device_tmp.glob("edgekit.*")}
+
+
+def test_the_device_has_its_own_tmpdir(sshd):
+    """The runner's private folders go to this server's TMPDIR, not the /tmp that tests on the
+    other worker share, so the clean-up checks below see only this file's folders."""
+    out = subprocess.run(["ssh", "-p", str(sshd.port), "-i", str(sshd.identity),
+                          *(f"-o{o}" for o in sshd.options), sshd.host,
+                          "mktemp -d -t edgekit.XXXXXXXX"],
+                         capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+    assert Path(out).parent == sshd.device_tmp and Path(out).is_dir()
+    Path(out).rmdir()
 
 
 def test_profile_over_ssh_matches_local(sshd, int8_model, tmp_path):
-    before = _device_folders()
+    before = _device_folders(sshd)
     common = ["--data", "fashion-mnist-sample:test", "--limit", "200", "--runs", "10",
               "--threads", "1", "--json"]
     remote = json.loads(run_cli("profile", int8_model, "--device", "raspberry-pi-4",
@@ -50,7 +62,7 @@ def test_profile_over_ssh_matches_local(sshd, int8_model, tmp_path):
     # same machine, same interpreter: the device-side harness gives the local answer exactly
     assert remote["accuracy"]["top1"] == local["accuracy"]["top1"]
     assert remote["latency_ms"]["count"] == 10 and remote["latency_ms"]["p50"] > 0
-    assert _device_folders() == before  # the private folder on the device was removed
+    assert _device_folders(sshd) == before  # the private folder on the device was removed
 
 
 def test_fidelity_reference_runs_on_the_same_device(sshd, int8_model, trained_keras):
