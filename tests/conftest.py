@@ -108,6 +108,14 @@ def once(path: Path):
         yield not path.exists()
 
 
+def once_cli(out: Path, *args) -> Path:
+    """``out``, written once per run by ``edgekit ARGS -o OUT``."""
+    with once(out) as todo:
+        if todo:
+            run_cli(*args, "-o", out, check=True)
+    return out
+
+
 def once_folder(folder: Path, fill) -> Path:
     """``folder``, filled once per run by ``fill(part)`` in a sibling ``.part`` folder that is
     renamed into place when complete (a worker killed half-way leaves no half folder)."""
@@ -129,12 +137,8 @@ def small_keras(shared) -> Path:
     ``edgekit zoo build``. Depth 0.3 keeps one block per stage but one (73 layers, not 154):
     TensorFlow's graph tracing, which most of the suite's time goes to, costs per layer, and
     the shallower model trains to a higher accuracy in the same 12 epochs (68% against 55%)."""
-    path = shared / "mnv2_small.keras"
-    with once(path) as todo:
-        if todo:
-            run_cli("zoo", "build", "mobilenet_v2", "--width", "0.35", "--depth", "0.3",
-                    "--resolution", "32", "--classes", "10", "-o", path, check=True)
-    return path
+    return once_cli(shared / "mnv2_small.keras", "zoo", "build", "mobilenet_v2", "--width",
+                    "0.35", "--depth", "0.3", "--resolution", "32", "--classes", "10")
 
 
 @pytest.fixture(scope="session")
@@ -179,22 +183,14 @@ def _train(small_keras: Path, path: Path) -> None:
 def trained_int8(shared, trained_keras) -> Path:
     """``trained_keras`` quantized to int8 with the committed training sample (200 images,
     the default), speed check included (test_end_to_end reads it)."""
-    out = shared / "trained_int8_shared.tflite"
-    with once(out) as todo:
-        if todo:
-            run_cli("quantize", trained_keras, "--mode", "int8", "--calib",
-                    "fashion-mnist-sample:train", "-o", out, check=True)
-    return out
+    return once_cli(shared / "trained_int8_shared.tflite", "quantize", trained_keras, "--mode",
+                    "int8", "--calib", "fashion-mnist-sample:train")
 
 
 @pytest.fixture(scope="session")
 def trained_fp32(shared, trained_keras) -> Path:
     """``trained_keras`` exported to float TFLite."""
-    out = shared / "trained_fp32_shared.tflite"
-    with once(out) as todo:
-        if todo:
-            run_cli("export", trained_keras, "-o", out, check=True)
-    return out
+    return once_cli(shared / "trained_fp32_shared.tflite", "export", trained_keras)
 
 
 def invoke_cli(*args: str, env: dict | None = None) -> tuple[int, str, str]:
