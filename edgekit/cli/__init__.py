@@ -11,7 +11,7 @@ import sys
 import typer
 
 from ..core.errors import EdgekitError, ExitCode
-from . import devices, doctor, emulator, run, zoo
+from . import devices, doctor, emulator, run, sweep, zoo
 from ._common import console, setup_logging
 from .lazy import SETTINGS, LazyGroup
 
@@ -21,7 +21,7 @@ class _Root(LazyGroup):
                                       "profile", "inspect", "predict", "compare", "report",
                                       "calibrate")}
     ORDER = ("doctor", "zoo", "devices", "inspect", "prune", "finetune", "quantize", "export",
-             "profile", "predict", "scale", "calibrate", "compare", "emulator", "run", "report")
+             "profile", "predict", "scale", "calibrate", "compare", "emulator", "run", "sweep", "report")
 
 
 app = typer.Typer(
@@ -40,6 +40,7 @@ app.add_typer(zoo.app, name="zoo")
 app.add_typer(devices.app, name="devices")
 app.add_typer(emulator.app, name="emulator")
 app.command("run")(run.run)
+app.command("sweep")(sweep.sweep)
 
 
 @functools.lru_cache(maxsize=None)

@@ -269,9 +269,6 @@ class Pipeline:
         the folder is complete, an interrupted stage leaves the finished ones in the cache.
         ``watch(step)``: a context manager giving the Reporter of a running step; ``show``
         gets each step's result once it has run (not for cached ones)."""
-        from .. import __version__
-        from ..core.artifacts import sha256_of
-
         missing = self.problems()
         if missing:  # before anything runs
             raise BadInput(f"{self.path}: {missing[0]}" + (
@@ -279,14 +276,7 @@ class Pipeline:
         self.cache.mkdir(parents=True, exist_ok=True)
         started = dt.datetime.now(dt.timezone.utc)
         folder = _new_run_folder(Path(runs_dir), self.recipe.name, started)
-        doc = {"schema": RUN_SCHEMA, "status": "running", "name": self.recipe.name,
-               "recipe": {"path": str(self.path), "sha256": sha256_of(self.path),
-                          "device": self.recipe.device, "description": self.recipe.description},
-               "run_dir": str(folder), "cache_dir": str(self.cache),
-               "started": started.isoformat(timespec="seconds"), "finished": None,
-               "wall_s": None, "stages": [], "gates": [],
-               "provenance": {"edgekit": __version__, "python": platform.python_version(),
-                              "host": platform.node(), "machine": platform.machine()}}
+        doc = self.document(folder, started)
         t0 = time.perf_counter()
         done: dict[str, Step] = {}
         try:
@@ -317,6 +307,21 @@ class Pipeline:
             raise GateFailed(f"{len(failed)} gate(s) failed: " + "; ".join(
                 g["detail"] for g in failed), hint=f"see {folder / 'run.json'}")
         return doc
+
+    def document(self, folder: Path, started: dt.datetime,
+                 recipe: Optional[Path] = None) -> dict:
+        """The run document of a run into ``folder`` before any stage ran (``recipe``: the
+        recipe file to name, default the one loaded)."""
+        from ..core.artifacts import sha256_of
+
+        recipe = recipe or self.path
+        return {"schema": RUN_SCHEMA, "status": "running", "name": self.recipe.name,
+                "recipe": {"path": str(recipe), "sha256": sha256_of(recipe),
+                           "device": self.recipe.device,
+                           "description": self.recipe.description},
+                "run_dir": str(folder), "cache_dir": str(self.cache),
+                "started": started.isoformat(timespec="seconds"), "finished": None,
+                "wall_s": None, "stages": [], "gates": [], "provenance": provenance()}
 
     def _execute(self, step: Step, done: dict[str, Step], use_cache: bool,
                  announce: Callable[[Step, bool], None], watch, show) -> bool:
@@ -354,13 +359,8 @@ class Pipeline:
         if not output.exists():
             raise EdgekitError(f"stage {step.id}: edgekit {step.name} wrote no output")
         show(step, result)
-        record = {"schema": STAGE_SCHEMA, "stage": step.name, "id": step.id, "key": step.key,
-                  "command": _shell(["edgekit", *step.argv]), "argv": step.argv,
-                  "seconds": round(time.perf_counter() - t0, 3),
-                  "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                  "host": platform.node(),
-                  "output": {"path": str(output), "sha256": sha256_of(output),
-                             "size_bytes": size_of(output)}}
+        record = stage_record(step, time.perf_counter() - t0, output, sha256_of(output),
+                              size_of(output), platform.node())
         _write_json(record_path, record)  # last: the entry is complete from here on
         step.record = record
         return False
@@ -378,6 +378,25 @@ class Pipeline:
                 "cached": cached, "seconds": rec["seconds"], "wall_s": round(wall_s, 3),
                 "command": rec["command"], "input": step.input,
                 "output": {**rec["output"], "path": str(dst), "cache_path": rec["output"]["path"]}}
+
+
+def stage_record(step: Step, seconds: float, output: Path, sha256: str, size: int,
+                 host: str, **where: Any) -> dict:
+    """The ``stage.json`` of a finished step whose output is ``output`` (in the cache)."""
+    return {"schema": STAGE_SCHEMA, "stage": step.name, "id": step.id, "key": step.key,
+            "command": _shell(["edgekit", *step.argv]), "argv": step.argv,
+            "seconds": round(seconds, 3),
+            "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "host": host, **where,
+            "output": {"path": str(output), "sha256": sha256, "size_bytes": size}}
+
+
+def provenance() -> dict:
+    """Where and with what a run ran."""
+    from .. import __version__
+
+    return {"edgekit": __version__, "python": platform.python_version(),
+            "host": platform.node(), "machine": platform.machine()}
 
 
 def open_recipe(recipe: str, cache_dir: Path) -> Pipeline:

@@ -195,23 +195,28 @@ def as_reference(value: Any) -> Optional[str]:
 CATALOG = Path(__file__).resolve().parent.parent / "catalog" / "recipes"
 
 
-def shipped() -> list[Path]:
-    """The recipes that ship with edgekit (package data)."""
-    return sorted(CATALOG.glob("*.yaml"))
+SWEEP_SUFFIX = "-sweep.yaml"  # shipped sweep files (edgekit sweep) sit beside the recipes
 
 
-def recipe_path(name: str) -> Path:
-    """A recipe file, or the name of a shipped one (``edgekit run mobilenet_v2-pixel7-int8``)."""
+def shipped(sweeps: bool = False) -> list[Path]:
+    """The recipes (or, with ``sweeps``, the sweep files) that ship with edgekit."""
+    return sorted(p for p in CATALOG.glob("*.yaml") if p.name.endswith(SWEEP_SUFFIX) == sweeps)
+
+
+def recipe_path(name: str, sweeps: bool = False) -> Path:
+    """A recipe file, or the name of a shipped one (``edgekit run mobilenet_v2-pixel7-int8``);
+    with ``sweeps``, a sweep file or the name of a shipped one."""
     from ..core.errors import BadInput
 
     path = Path(name).expanduser()
     if path.is_file() or path.suffix in (".yaml", ".yml") or "/" in name:
         return path
-    for known in shipped():
+    for known in shipped(sweeps):
         if known.stem == name:
             return known
-    raise BadInput(f"{name}: no such recipe file, and no shipped recipe of that name (shipped: "
-                   f"{', '.join(p.stem for p in shipped()) or 'none'})")
+    what = "sweep" if sweeps else "recipe"
+    raise BadInput(f"{name}: no such {what} file, and no shipped {what} of that name (shipped: "
+                   f"{', '.join(p.stem for p in shipped(sweeps)) or 'none'})")
 
 
 def load_recipe(path: str | Path) -> tuple[Recipe, list[Stage]]:

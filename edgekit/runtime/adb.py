@@ -121,11 +121,15 @@ class ADBRunner(Runner):
                          timeout_s=timeout_s)
 
     # --- Runner -----------------------------------------------------------------------------
-    def prepare(self, artifact: Artifact, input_shape: list[int], preprocessing: dict,
-                nchw: bool = False) -> None:
+    def check(self) -> None:
+        """adb sees the device online (not offline, unauthorized or gone)."""
         state = self._adb("get-state", what="reaching the device", timeout_s=30).strip()
         if state != "device":
             raise EnvironmentProblem(f"adb device {self.serial or '(default)'} is {state}")
+
+    def prepare(self, artifact: Artifact, input_shape: list[int], preprocessing: dict,
+                nchw: bool = False) -> None:
+        self.check()
         self.remote = self._shell(["mktemp", "-d", f"{DEVICE_TMP}/edgekit.XXXXXXXX"],
                                   "creating a private folder", 60).strip()
         if not re.match(r"^/data/local/tmp/edgekit\.\w+$", self.remote):

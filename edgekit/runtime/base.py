@@ -40,6 +40,10 @@ class Runner(abc.ABC):
         timing = self.run(n_warmup, n_runs, threads)
         return timing, None if images is None else self.evaluate(images, threads)
 
+    def check(self) -> None:
+        """Raise EnvironmentProblem unless the device answers now (a sweep's health check
+        before it gives the runner a job). This machine always answers."""
+
     def cleanup(self) -> None:
         """Remove whatever prepare() created."""
 

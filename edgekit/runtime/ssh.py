@@ -153,6 +153,10 @@ class SSHRunner(Runner):
         return self._ssh(["cat", f"{self.remote}/{name}"], what=f"fetching {name}")
 
     # --- Runner ------------------------------------------------------------------------------
+    def check(self) -> None:
+        """The device answers a command now (one connection, ``ConnectTimeout`` bounded)."""
+        self._ssh(["true"], timeout_s=self.connect_timeout_s + 20, what="a health check")
+
     def prepare(self, artifact: Artifact, input_shape: list[int], preprocessing: dict,
                 nchw: bool = False) -> None:
         if self._ctl is None:

@@ -93,6 +93,14 @@ class Stage:
     recipe_output: bool = True  # --save-recipe applies (report and calibrate: no)
     overwrite: bool = True  # --force applies (calibrate always rewrites its profile)
     default_suffix: str = ".keras"
+    # it measures on its device, which it must have to itself while it runs (a sweep gives
+    # it the device's Ray resource): True, or the name of the option that makes it measure
+    measures_on_device: bool | str = False
+
+    def measures(self, values: dict[str, Any]) -> bool:
+        """Whether the stage, given option ``values`` (names -> values), measures on its device."""
+        flag = self.measures_on_device
+        return bool(values.get(flag)) if isinstance(flag, str) else flag
 
     @property
     def help(self) -> str:

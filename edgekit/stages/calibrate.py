@@ -92,6 +92,7 @@ def _runner(o: CalibrateOptions, profile):
     return runner
 
 
-CALIBRATE = Stage("calibrate", CalibrateOptions, calibrate, makes_model=False, source="none",
+CALIBRATE = Stage("calibrate", CalibrateOptions, calibrate, makes_model=False,
+                  measures_on_device=True, source="none",
                   recipe_output=False, overwrite=False, default_suffix=".yaml",
                   output_help="Write the profile here instead of the user override folder.")

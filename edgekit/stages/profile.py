@@ -97,5 +97,6 @@ def profile(model: Path, o: ProfileOptions, output: Optional[Path], *, force: bo
 
 
 PROFILE = Stage("profile", ProfileOptions, profile, makes_model=False, needs_device=True,
+                measures_on_device=True,
                 default_suffix=".json", source_help="Model to measure: .tflite, .onnx or .keras.",
                 output_help="Write the result JSON here.")

@@ -256,6 +256,7 @@ def _result(doc: dict, art):
 
 
 SCALE = Stage("scale", ScaleOptions, scale, needs_device=True, source="from",
+              measures_on_device="measure",
               source_help="Inherit weights from this Keras model where layer names and shapes "
                           "match (the rest start random; the output says why).",
               output_help="Write the chosen model here (.keras, random weights unless --from).")
