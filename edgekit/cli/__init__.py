@@ -11,7 +11,7 @@ import sys
 import typer
 
 from ..core.errors import EdgekitError, ExitCode
-from . import devices, doctor, emulator, run, sweep, zoo
+from . import devices, doctor, emulator, lab, run, sweep, zoo
 from ._common import console, setup_logging
 from .lazy import SETTINGS, LazyGroup
 
@@ -21,7 +21,7 @@ class _Root(LazyGroup):
                                       "profile", "inspect", "predict", "compare", "report",
                                       "calibrate")}
     ORDER = ("doctor", "zoo", "devices", "inspect", "prune", "finetune", "quantize", "export",
-             "profile", "predict", "scale", "calibrate", "compare", "emulator", "run", "sweep", "report")
+             "profile", "predict", "scale", "calibrate", "compare", "emulator", "run", "sweep", "lab", "report")
 
 
 app = typer.Typer(
@@ -39,6 +39,7 @@ app.command("doctor")(doctor.doctor)
 app.add_typer(zoo.app, name="zoo")
 app.add_typer(devices.app, name="devices")
 app.add_typer(emulator.app, name="emulator")
+app.add_typer(lab.app, name="lab")
 app.command("run")(run.run)
 app.command("sweep")(sweep.sweep)
 

@@ -145,17 +145,25 @@ class _Driver:
             self._submit_ready()
             self.watch(self.jobs)
             if not self.pending:
+                self._started()  # the last starts, for the attempts each job took
                 break
             ready, _ = ray.wait(list(self.pending), num_returns=1, timeout=1.0)
+            self._started()
             for ref in ready:
                 self._collect(self.pending.pop(ref), ref)
-            for key, started in ray.get(self.board.poll.remote()):
-                job = self.sweep.jobs[key]
-                if job.state == "queued":
-                    job.state, job.node, job.where = "running", started["node"], started["device"]
             if time.monotonic() - last_check > 2:
                 last_check = time.monotonic()
                 self._drop_orphans()
+
+    def _started(self) -> None:
+        """Jobs a node has started since the last look (their first try, or a retry)."""
+        import ray
+
+        for key, node in ray.get(self.board.poll.remote()):
+            job = self.sweep.jobs[key]
+            job.attempts += 1
+            if job.state == "queued":
+                job.state, job.node = "running", node
 
     def cancel(self) -> None:
         import ray
@@ -288,7 +296,7 @@ class _Driver:
                 "key": job.step.key, "variants": [v for v, _ in job.uses],
                 "device": job.device, "where": job.where, "node": job.node,
                 "state": job.state, "cached": job.cached, "seconds": job.seconds,
-                "error": job.error, "code": job.code}
+                "attempts": job.attempts, "error": job.error, "code": job.code}
 
 
 def _board():
@@ -300,8 +308,8 @@ def _board():
         def __init__(self):
             self.started: list = []
 
-        def start(self, key: str, node: str, device: Optional[str]) -> None:
-            self.started.append((key, {"node": node, "device": device}))
+        def start(self, key: str, node: str) -> None:
+            self.started.append((key, node))
 
         def poll(self) -> list:
             out, self.started = self.started, []

@@ -118,6 +118,7 @@ def run_job(spec: dict) -> dict:
 
     where = {"node": ray.get_runtime_context().get_node_id(), "hostname": platform.node(),
              "edgekit": __version__, "device": None}
+    spec["board"].start.remote(spec["key"], where["node"])  # first: a retry counts too
     work = Path(tempfile.mkdtemp(prefix="edgekit-job-"))
     seen: dict[str, str] = {}
     try:
@@ -129,7 +130,6 @@ def run_job(spec: dict) -> dict:
         stage = get_stage(spec["stage"])
         output = work / f"out{spec['suffix']}"
         with claim(spec["device"]) if spec["device"] else contextlib.nullcontext() as device:
-            spec["board"].start.remote(spec["key"], where["node"], device and device.name)
             if device is not None:
                 where["device"] = device.name
                 if not any(values.get(k) for k in ("host", "serial", "runner")):

@@ -31,9 +31,22 @@ def address_of(address: Optional[str]) -> Optional[str]:
     return address or os.environ.get("RAY_ADDRESS") or None
 
 
+def _split(address: str):
+    return urlsplit(address if "://" in address else f"ray-gcs://{address}")
+
+
+def _on_loopback(address: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(socket.gethostbyname(_split(address).hostname)).is_loopback
+    except (OSError, ValueError, TypeError):
+        return False
+
+
 def reachable(address: str, timeout_s: float = 5.0) -> None:
     """Raise EnvironmentProblem (exit 3) unless something listens at the address's port."""
-    parts = urlsplit(address if "://" in address else f"ray-gcs://{address}")
+    parts = _split(address)
     if parts.scheme not in ("ray", "ray-gcs") or not parts.hostname:
         raise BadInput(f"--address {address!r}: expected HOST:PORT or ray://HOST:PORT")
     try:
@@ -75,7 +88,12 @@ def ray_session(address: Optional[str] = None, devices=None,
     address = address_of(address)
     if address:
         reachable(address)
-        env: dict[str, str] = {"RAY_USAGE_STATS_ENABLED": "0"}
+        # a cluster on loopback is this machine's: Ray must not swap 127.0.0.1 for the
+        # machine's outside address (the driver would look for its raylet there)
+        env: dict[str, str] = LOCAL_ENV if _on_loopback(address) else {
+            "RAY_USAGE_STATS_ENABLED": "0"}
+        if os.environ.get("RAY_AUTH_TOKEN") and "RAY_AUTH_MODE" not in os.environ:
+            env = {**env, "RAY_AUTH_MODE": "token"}  # as `edgekit lab start` sets it
     else:
         devices = devices if devices is not None else [this_machine()]
         tmp = Path(tempfile.mkdtemp(prefix="edgekit-ray-"))

@@ -97,6 +97,7 @@ class Job:
     node: Optional[str] = None
     where: Optional[str] = None  # the physical device (lab name) that measured it
     seconds: Optional[float] = None
+    attempts: int = 0  # times a node started it (a retry after a node died counts)
     error: Optional[str] = None
     code: Optional[int] = None  # the exit code of the error that stopped it
 
@@ -227,7 +228,7 @@ def _substitute(value: Any, values: dict[str, Scalar]) -> Any:
 
 
 def _variant_name(sweep: str, combo: tuple) -> str:
-    words = [re.sub(r"[^A-Za-z0-9_.]+", "_", str(v)).strip("_.") or "x" for v in combo]
+    words = [re.sub(r"[^A-Za-z0-9_.-]+", "_", str(v)).strip("_.-") or "x" for v in combo]
     return "-".join([sweep, *words])
 
 
