@@ -218,7 +218,8 @@ def test_recipes_survive_mutation(files, tmp_path, monkeypatch):
         else:
             doc = data.draw(json_mutations(yaml.safe_load(which.read_text()), keep=()))
             target.write_text(yaml.safe_dump(doc))
-        tried.append(run_case("run", target, "--dry-run", "--runs-dir", tmp_path / "runs"))
+        command = "sweep" if which.name.endswith("-sweep.yaml") else "run"  # sweep files too
+        tried.append(run_case(command, target, "--dry-run", "--runs-dir", tmp_path / "runs"))
 
     case()
     assert len(tried) == N["recipe"] and {0, 2} <= set(tried)

@@ -86,3 +86,72 @@ def stop() -> None:
 
     stop_nodes()
     console.print("stopped")
+
+
+@app.command("prepare")
+def prepare(
+    device: Optional[str] = typer.Argument(None, help="Name of the device in --lab."),
+    lab: Optional[Path] = typer.Option(None, "--lab", help=LAB_HELP),
+    host: Optional[str] = typer.Option(None, "--host", help="user@host of the device, "
+                                       "instead of a lab file."),
+    port: Optional[int] = typer.Option(None, "--port", min=1, max=65535, help="SSH port."),
+    identity: Optional[Path] = typer.Option(None, "--identity", help="SSH private key."),
+    ssh_option: list[str] = typer.Option([], "--ssh-option", help="Extra ssh -o Key=Value "
+                                         "(repeatable)."),
+    python: str = typer.Option("python3", "--python", help="The device's own Python."),
+    wheels: Optional[Path] = typer.Option(None, "--wheels", help="Folder of the wheels to "
+                                          "install (default: download them here for the "
+                                          "device's Python and machine, once)."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Give a Linux device reached over SSH what edgekit's harness needs (numpy and
+    ai-edge-litert), from wheels this machine downloads, unpacked into ~/.edgekit on the device:
+    no internet and no pip needed there."""
+    from ..cluster.lab import load_lab
+    from ..cluster.prepare import prepare as provision
+    from ..core.errors import BadInput
+    from ..runtime.ssh import SSHRunner
+
+    if lab is not None:
+        if device is None or host is not None:
+            raise BadInput("with --lab, name the device to prepare (and no --host)")
+        found = [d for d in load_lab(lab) if d.name == device]
+        if not found or not found[0].host:
+            raise BadInput(f"{lab}: no device {device!r} reached over SSH (host:)")
+        d = found[0]
+        host, port, ssh_option = d.host, d.port, list(d.ssh_option)
+        identity = Path(d.identity).expanduser() if d.identity else None
+    elif host is None:
+        raise BadInput("give --lab lab.yaml and the device's name, or --host user@host")
+    runner = SSHRunner(host, port=port, identity=identity, options=ssh_option)
+    with console.status("preparing") as shown:
+        doc = provision(runner, wheels=wheels, python=python,
+                        status=lambda m: None if json_out else shown.update(m))
+    if json_out:
+        return emit_json(doc)
+    console.print(f"{doc['host']}: Python {doc['version']} on {doc['machine']}, installed "
+                  + ", ".join(f"{k} {v}" for k, v in doc["installed"].items())
+                  + f" from {len(doc['wheels'])} wheel(s)")
+    console.print(f"use it with: python: {doc['python']}   (lab.yaml)   or   --remote-python "
+                  f"{doc['python']}", highlight=False, soft_wrap=True)
+
+
+@app.command("wheels")
+def wheels_cmd(
+    python_version: str = typer.Option(..., "--python-version", help="The device's Python, "
+                                       "e.g. 3.11."),
+    machine: str = typer.Option(..., "--machine", help="aarch64 or x86_64."),
+    glibc: Optional[str] = typer.Option(None, "--glibc", help="The device's glibc, e.g. "
+                                        "2.36 (default: 2.17, the oldest wheels)."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Download the wheels `lab prepare` installs for a device's Python and machine into its
+    cache, ahead of time (e.g. before going offline)."""
+    from ..cluster.prepare import download, wheel_dir
+
+    files = download(python_version, machine, glibc)
+    doc = {"schema": "edgekit.lab-wheels/1", "folder": str(wheel_dir(python_version, machine)),
+           "wheels": [f.name for f in files]}
+    if json_out:
+        return emit_json(doc)
+    console.print(f"{len(files)} wheel(s) in {doc['folder']}")

@@ -159,7 +159,11 @@ class _Driver:
         """Jobs a node has started since the last look (their first try, or a retry)."""
         import ray
 
-        for key, node in ray.get(self.board.poll.remote()):
+        try:
+            started = ray.get(self.board.poll.remote(), timeout=30)
+        except ray.exceptions.RayError:  # its node died: Ray restarts it (counts start anew)
+            return
+        for key, node in started:
             job = self.sweep.jobs[key]
             job.attempts += 1
             if job.state == "queued":
@@ -315,7 +319,12 @@ def _board():
             out, self.started = self.started, []
             return out
 
-    return Board.remote()
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = ray.get_runtime_context().get_node_id()  # the driver's node, when it has one
+    strategy = NodeAffinitySchedulingStrategy(here, soft=True) if here else "DEFAULT"
+    return Board.options(max_restarts=-1, max_task_retries=-1,
+                         scheduling_strategy=strategy).remote()
 
 
 def _is_file_option(keyed: Any, value: Any) -> bool:
@@ -381,6 +390,7 @@ def _write_variant(sweep: Sweep, variant, folder: Path, driver: _Driver,
         doc["status"] = "gates failed" if any(not g["passed"] for g in doc["gates"]) \
             else "passed"
     doc["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    doc["wall_s"] = round(sum(j.seconds or 0 for j in jobs), 3)  # its jobs' own seconds
     write_json_atomic(sub / "run.json", doc)
     return {"name": variant.name, "values": variant.values, "status": doc["status"],
             "run_dir": str(sub), "gates": doc["gates"], "error": doc.get("error")}

@@ -12,10 +12,12 @@ workers get a private temporary folder, removed when the sweep ends.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import secrets
 import shutil
 import socket
+import sys
 import tempfile
 from pathlib import Path
 from typing import Iterator, Optional
@@ -62,6 +64,13 @@ def reachable(address: str, timeout_s: float = 5.0) -> None:
                                  hint="is `edgekit lab start --head` running there?") from None
 
 
+@functools.lru_cache(maxsize=None)
+def _token() -> str:
+    """The token of this process's local Rays: RAY_AUTH_TOKEN, else one made once (Ray
+    reads its authentication settings once per process)."""
+    return os.environ.get("RAY_AUTH_TOKEN") or secrets.token_hex(32)
+
+
 @contextlib.contextmanager
 def _environ(values: dict[str, str]) -> Iterator[None]:
     old = {k: os.environ.get(k) for k in values}
@@ -98,8 +107,10 @@ def ray_session(address: Optional[str] = None, devices=None,
         devices = devices if devices is not None else [this_machine()]
         tmp = Path(tempfile.mkdtemp(prefix="edgekit-ray-"))
         env = {**LOCAL_ENV, **node_env(devices), "TMPDIR": str(tmp),
-               "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
-    with _environ(env):
+               "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": _token()}
+    # Ray's driver threads print cluster events ("(raylet) Raylet is terminated ...") on
+    # stdout, which belongs to --json: they go to stderr while the session lasts
+    with _environ(env), contextlib.redirect_stdout(sys.stderr):
         import logging
 
         import ray
@@ -109,7 +120,8 @@ def ray_session(address: Optional[str] = None, devices=None,
                 ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING,
                          namespace="edgekit")
             else:
-                ray.init(num_cpus=num_cpus or os.cpu_count() or 1,
+                # "local": a new Ray, never one already running on this machine
+                ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1,
                          resources=resources(devices), include_dashboard=False,
                          log_to_driver=False, logging_level=logging.WARNING,
                          namespace="edgekit", _temp_dir=str(tmp / "ray"))

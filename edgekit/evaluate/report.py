@@ -34,21 +34,23 @@ def collect(paths: list[Path]) -> dict[str, Any]:
     profiles: list[dict] = []
     runs: list[dict] = []
     aliases: dict[str, str] = {}  # a run's cache paths -> stage ids
-    docs = [(path, _load(path)) for path in paths]
+    docs = [(path, _load(path)) for path in _expand(paths)]
     order = {RUN_SCHEMA: 0, PROFILE_SCHEMA: 1}  # runs first: they name the variants
+    several = sum(doc.get("schema") == RUN_SCHEMA for _, doc in docs) > 1
     for path, doc in sorted(docs, key=lambda pd: order.get(pd[1].get("schema"), 2)):
         schema = doc.get("schema")
         if schema == RUN_SCHEMA:
             runs.append(doc)
             for st in doc["stages"]:  # the outputs sit beside run.json (folders move)
                 out = Path(path).parent / Path(st["output"]["path"]).name
-                aliases[st["output"].get("cache_path", "")] = st["id"]
+                name = f"{doc['name']}/{st['id']}" if several else st["id"]
+                aliases[st["output"].get("cache_path", "")] = name
                 if not out.exists():
                     raise BadInput(f"{path}: {out} is missing (the run folder was changed)")
                 if st["stage"] == "profile":
                     profiles.append(_load(out))
                 else:
-                    _add_variant(variants, out, st["id"], st["stage"])
+                    _add_variant(variants, out, name, st["stage"])
         elif schema == PROFILE_SCHEMA:
             profiles.append(doc)
         else:  # a sidecar, validated when its model is opened
@@ -70,11 +72,55 @@ def collect(paths: list[Path]) -> dict[str, Any]:
     rows = list(variants.values())
     for v in rows:
         v["predicted"] = _predict(v, device) if device else None
-    front = pareto([v for v in rows if _acc(v) is not None and _latency(v)[0] is not None])
+    fronts = device_fronts(rows)
+    if len(fronts) < 2:  # one device (or none measured): measured, else predicted latency
+        front = pareto([v for v in rows if _acc(v) is not None and _latency(v)[0] is not None])
+        fronts = {device or "": front} if front else {}
     for v in rows:
-        v["pareto"] = v["sha256"] in front
+        v["pareto_on"] = sorted(d for d, front in fronts.items() if v["sha256"] in front)
+        v["pareto"] = bool(v["pareto_on"])
     return {"schema": REPORT_SCHEMA, "device": device, "runs": [_run_summary(r) for r in runs],
-            "variants": rows}
+            "variants": rows, "fronts": {d: [v["name"] for v in rows if v["sha256"] in f]
+                                         for d, f in sorted(fronts.items())}}
+
+
+def _expand(paths: list[Path]) -> list[Path]:
+    """Files as given; a run folder as its run.json, and a sweep's folder as the run.json
+    of each of its variants."""
+    out: list[Path] = []
+    for path in map(Path, paths):
+        if not path.is_dir():
+            out.append(path)
+            continue
+        doc_path = path / "run.json"
+        if not doc_path.is_file():
+            raise BadInput(f"{path}: a folder without run.json (not a run or sweep folder)")
+        try:
+            doc = json.loads(doc_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise BadInput(f"{doc_path}: cannot read as JSON ({first_line(exc, 120)})") from None
+        if isinstance(doc, dict) and doc.get("schema") == "edgekit.sweep-run/1":
+            subs = [path / Path(str(v.get("run_dir", ""))).name for v in doc.get("variants", [])
+                    if isinstance(v, dict)]
+            out += [p / "run.json" for p in subs if (p / "run.json").is_file()]
+        else:
+            out.append(doc_path)
+    return out
+
+
+def device_fronts(rows: list[dict]) -> dict[str, set[str]]:
+    """Per device: the sha256 of the variants on its Pareto front (measured latency and
+    top-1 of the profiles on that device)."""
+    points: dict[str, dict[str, tuple[float, float]]] = {}
+    for v in rows:
+        for p in v["profiles"]:
+            if p["latency_p50_ms"] is not None and p.get("accuracy"):
+                points.setdefault(p["device"], {})[v["sha256"]] = (
+                    p["latency_p50_ms"], p["accuracy"]["top1"])
+    return {d: {k for k, (lat, acc) in pts.items()
+                if not any(o_lat <= lat and o_acc >= acc and (o_lat < lat or o_acc > acc)
+                           for o_lat, o_acc in pts.values())}
+            for d, pts in points.items()}
 
 
 def _load(path: Path) -> dict:
@@ -306,7 +352,7 @@ def table_rows(report: dict, short: bool = False) -> list[list[str]]:
             f"{v['format']} {v['precision']}", f"{v['size_bytes'] / 1e6:.2f} MB",
             f"{v['macs'] / 1e6:.1f} M" if v["macs"] else "-",
             f"{v['params'] / 1e6:.2f} M" if v["params"] else "-",
-            f"{measured[-1]['latency_p50_ms']:.3f} ms" if measured else "-",
+            _measured_cell(measured),
             f"{pred['latency_ms']:.2f} ms ±{pred['expected_error_pct']:.0f}%" if pred else "-",
             (f"{acc['top1']:.2f}%" + ("" if short else f" (n={acc['n']})")) if acc else "-",
             "-" if not fid or fid["snr_db"] is None else
@@ -316,12 +362,23 @@ def table_rows(report: dict, short: bool = False) -> list[list[str]]:
     return rows
 
 
+def _measured_cell(measured: list[dict]) -> str:
+    """The last p50 measured, or on several devices, the last on each (device named)."""
+    last = {p["device"]: p["latency_p50_ms"] for p in measured}
+    if len(last) > 1:
+        return ", ".join(f"{ms:.3f} ms ({d})" for d, ms in last.items())
+    return f"{measured[-1]['latency_p50_ms']:.3f} ms" if measured else "-"
+
+
 def notes(report: dict) -> list[str]:
     """Where the latencies in the table come from, one line each."""
     where = sorted({f"{p['measured_on']}, {p['threads']} thread(s), {p['runtime']}"
                     for v in report["variants"] for p in v["profiles"]
                     if p["latency_p50_ms"] is not None})
     out = [f"measured p50: {w}" for w in where]
+    if len(report.get("fronts") or {}) > 1:
+        out += [f"Pareto front on {d}: {', '.join(names)}"
+                for d, names in report["fronts"].items()]
     basis = sorted({(p["device"], p["runtime"], p["precision"], p["threads"], p["basis"])
                     for v in report["variants"] if (p := v.get("predicted"))})
     out += [f"predicted p50 for {d} ({rt} {pr}, {t} thread(s)) by the cost model, {b}"
@@ -329,10 +386,14 @@ def notes(report: dict) -> list[str]:
     return out
 
 
+def _seconds(value: Optional[float]) -> str:
+    return "?" if value is None else f"{value:.1f} s"
+
+
 def markdown(report: dict, images: dict[str, str]) -> str:
     lines = ["# edgekit report", ""]
     for r in report["runs"]:
-        lines += [f"Run **{r['name']}**: {r['status']} in {r['wall_s']:.1f} s, started "
+        lines += [f"Run **{r['name']}**: {r['status']} in {_seconds(r['wall_s'])}, started "
                   f"{r['started']} ({r['run_dir']}).", ""]
         lines += [f"- gate {'pass' if g['passed'] else 'FAIL'}: {g['detail']} ({g['basis']})"
                   for g in r["gates"]] + [""]
@@ -358,7 +419,7 @@ def to_html(md_report: dict, pngs: dict[str, bytes]) -> str:
              "<h1>edgekit report</h1>"]
     for r in md_report["runs"]:
         parts.append(f"<p>Run <b>{html.escape(r['name'])}</b>: {html.escape(r['status'])} in "
-                     f"{r['wall_s']:.1f} s, started {html.escape(r['started'])}.</p><ul>")
+                     f"{_seconds(r['wall_s'])}, started {html.escape(r['started'])}.</p><ul>")
         parts += [f"<li>gate {'pass' if g['passed'] else '<b>FAIL</b>'}: "
                   f"{html.escape(g['detail'])} ({html.escape(g['basis'])})</li>"
                   for g in r["gates"]]

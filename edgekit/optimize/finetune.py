@@ -109,6 +109,10 @@ def finetune(source: Artifact, out: Path, data: str, *, val_data: str | None = N
                        f"--epochs - 1 (got {unfreeze_after} of {epochs})")
     check_fit_args(epochs, batch_size, lr, patience)
     keras = import_keras()
+    # before anything is loaded or made: layers without a seed of their own (dropout, a new
+    # head's initializers) draw one from the global generators when they are made, so
+    # without this the result depends on what ran earlier in the process
+    keras.utils.set_random_seed(seed)
     model = load_keras(source.path, unsafe=unsafe)
     view = View.of(model, preprocessing or source.preprocessing)
     teach = open_teacher(teacher, unsafe, teacher_preprocessing) if teacher else None

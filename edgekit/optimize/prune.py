@@ -182,6 +182,7 @@ def prune_unstructured(source: Artifact, out: Path, data: str, *, sparsity: floa
         raise BadInput(f"unknown --scope '{scope}' (known: {', '.join(SCOPES)})")
     augment = parse_augment(augment)
     check_fit_args(epochs, batch_size, lr)
+    import_keras().utils.set_random_seed(seed)  # before loading: see finetune
     model = load_keras(source.path, unsafe=unsafe)
     probs, logits = classifier_parts(model)
     layers = prunable(probs, exclude)
@@ -251,6 +252,7 @@ def prune_structured(source: Artifact, out: Path, data: str, *, ratio: float,
     check_output(out, force)
     augment = parse_augment(augment)
     check_fit_args(epochs, batch_size, lr)
+    import_keras().utils.set_random_seed(seed)  # before loading: see finetune
     model = load_keras(source.path, unsafe=unsafe)
     probs, _ = classifier_parts(model)
     groups = channels.plan(probs, ratio, criterion, round_to, exclude)

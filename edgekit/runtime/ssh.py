@@ -121,8 +121,15 @@ class SSHRunner(Runner):
                                      f"{device_timeout_s} s on the device and was stopped",
                                      hint="--timeout sets the limit")
         if proc.returncode != 0:
-            raise EnvironmentProblem(f"{self.host}: {what or words[0]} failed: "
-                                     f"{_last_line(proc.stderr)}")
+            last = _last_line(proc.stderr)
+            hint = None
+            if last.startswith("ModuleNotFoundError"):  # no numpy / TFLite runtime there
+                hint = (f"`edgekit lab prepare --host {self.host}` installs numpy and "
+                        "ai-edge-litert there from wheels this machine downloads (no internet "
+                        "or pip needed on the device); then give --remote-python the "
+                        "launcher it prints")
+            raise EnvironmentProblem(f"{self.host}: {what or words[0]} failed: {last}",
+                                     hint=hint)
         return proc.stdout
 
     def _connect(self) -> None:

@@ -129,8 +129,9 @@ def compare(_: None, o: CompareOptions, output: Optional[Path] = None, *, force:
 
 
 class ReportOptions(Options):
-    inputs: list[Path] = option(..., "run.json of `edgekit run`, `edgekit profile` results and "
-                                "artifact sidecars (*.json).", argument=True)
+    inputs: list[Path] = option(..., "run.json of `edgekit run`, run or sweep folders "
+                                "(runs/latest/), `edgekit profile` results and artifact "
+                                "sidecars (*.json).", argument=True)
 
 
 def report(_: None, o: ReportOptions, output: Optional[Path] = None, *, force: bool = False,

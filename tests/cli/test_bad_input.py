@@ -226,6 +226,11 @@ CASES = [
      "o.tflite"),
     # YAML: recipes
     ("recipe-missing", ["run", "nope.yaml"], BAD, "nope"),
+    ("sweep-missing", ["sweep", "nope.yaml"], BAD, "nope"),
+    ("sweep-malformed", ["sweep", "malformed.yaml"], BAD, "malformed YAML"),
+    ("sweep-is-a-recipe-name", ["sweep", "fashion-mnist-demo"], BAD, "no shipped sweep"),
+    ("lab-start-both", ["lab", "start", "--head", "--address", "x:1"], BAD, "--head"),
+    ("lab-prepare-nothing", ["lab", "prepare"], BAD, "--host"),
     ("recipe-malformed", ["run", "malformed.yaml"], BAD, "malformed YAML"),
     ("recipe-python-tag", ["run", "pytag.yaml"], BAD, "malformed YAML"),
     ("recipe-duplicate-key", ["run", "dupkey.yaml"], BAD, "given twice"),

@@ -1,0 +1,393 @@
+"""``edgekit sweep`` and ``edgekit lab`` on real Ray, every address on loopback.
+
+One two-node Ray cluster (``ray.cluster_utils.Cluster``) per module, one CPU per node: the
+head also holds ``device:raspberry-pi-4``, a "Pi" reached over a real loopback sshd. Ray is
+kept on 127.0.0.1 by ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (Ray then takes loopback as the
+node address; by default it advertises the machine's outside address), with token
+authentication; the fixture checks every node's address. The lab test runs last: ``lab
+stop`` is ``ray stop``, which stops every Ray process of the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import sshd_server  # noqa: E402
+from conftest import EDGEKIT, invoke_cli  # noqa: E402
+
+RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0",
+           "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+# Ray reads these when it is first imported (here): for this process and all it starts
+os.environ.update(RAY_ENV)
+ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[cluster]')")
+pytestmark = pytest.mark.skipif(sshd_server.SSHD is None,
+                                reason="openssh-server is not installed (apt-get install "
+                                       "openssh-server)")
+
+# 3 widths x 2 resolutions = 6 small models, each trained briefly, quantized two ways and
+# profiled on the "Pi": 12 variants, 36 jobs (6 builds and 6 trainings shared by two modes)
+SWEEP = """
+schema: edgekit.sweep/1
+name: grid
+matrix:
+  width: [0.25, 0.35, 0.5]
+  resolution: [32, 40]
+  mode: [int8, dynamic]
+recipe:
+  zoo: {family: mobilenet_v2, width: "${width}", depth: 0.3, resolution: "${resolution}",
+        classes: 10}
+  device: raspberry-pi-4
+  datasets: {train: "fashion-mnist-sample:train", test: "fashion-mnist-sample:test"}
+  stages:
+    - {id: trained, stage: finetune, data: "@train", epochs: 1, limit: 128, batch_size: 64}
+    - {id: quantized, stage: quantize, mode: "${mode}", calib: "@train", calib_size: 50,
+       speed_check: false}
+    - {id: profile, stage: profile, data: "@test", limit: 100, runs: 5, warmup: 1,
+       threads: 1}
+"""
+
+# CPU jobs only (no device): for node deaths and Ctrl-C
+SMALL = """
+schema: edgekit.sweep/1
+name: small
+matrix:
+  width: [0.25, 0.35, 0.5, 0.75]
+recipe:
+  zoo: {family: mobilenet_v2, width: "${width}", depth: 0.3, resolution: 32, classes: 10}
+  stages:
+    - {stage: quantize, mode: int8, calib: "fashion-mnist-sample:train", calib_size: 20,
+       speed_check: false}
+"""
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    server = sshd_server.start(tmp_path_factory.mktemp("sshd"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def pi(sshd):
+    from edgekit.cluster.lab import LabDevice
+
+    return LabDevice(name="loop-pi", device="raspberry-pi-4", host=sshd.host, port=sshd.port,
+                     identity=str(sshd.identity), ssh_option=sshd.options,
+                     python=sys.executable)
+
+
+@pytest.fixture(scope="module")
+def cluster(pi):
+    from ray.cluster_utils import Cluster
+
+    from edgekit.cluster.lab import node_env, resources
+
+    c = Cluster(initialize_head=True, head_node_args={
+        "node_ip_address": "127.0.0.1", "num_cpus": 1, "resources": resources([pi]),
+        "env_vars": node_env([pi])})
+    worker = c.add_node(node_ip_address="127.0.0.1", num_cpus=1)
+    c.wait_for_nodes()
+    code, out, err = invoke_cli("lab", "status", "--address", c.address, "--json")
+    assert code == 0, err
+    status = json.loads(out)
+    assert len(status["nodes"]) == 2
+    assert {n["address"] for n in status["nodes"]} == {"127.0.0.1"}  # loopback only
+    assert c.address.startswith("127.0.0.1:")
+    assert {d["device"]: d["total"] for d in status["devices"]} == {"raspberry-pi-4": 1}
+    yield SimpleNamespace(c=c, worker=worker, address=c.address)
+    c.shutdown()
+
+
+def _write(folder: Path, text: str, name: str = "sweep.yaml") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(text)
+    return folder / name
+
+
+def _sweep(*args) -> dict:
+    code, out, err = invoke_cli("sweep", *map(str, args), "--json")
+    assert code == 0, err[-3000:]
+    return json.loads(out)
+
+
+def _no_partials(cache: Path) -> None:
+    assert not [p for p in cache.iterdir() if p.name.startswith(".part-")]
+    for entry in cache.iterdir():  # every entry is whole: its record and its output
+        assert (entry / "stage.json").is_file(), entry
+        record = json.loads((entry / "stage.json").read_text())
+        assert Path(record["output"]["path"]).is_file()
+
+
+# --- bad input: a clear line, before any job ----------------------------------------------
+@pytest.mark.parametrize("name, text, words", [
+    ("unknown-device", SMALL.replace("classes: 10}", "classes: 10}\n  device: \"${d}\"")
+     .replace("matrix:", "matrix:\n  d: [nonesuch]"), ["variant small-nonesuch-0.25",
+                                                        "nonesuch"]),
+    ("empty-matrix", SMALL.replace("  width: [0.25, 0.35, 0.5, 0.75]\n", "").replace(
+        "matrix:", "matrix: {}"), ["matrix: empty"]),
+    ("empty-axis", SMALL.replace("[0.25, 0.35, 0.5, 0.75]", "[]"), ["matrix.width", "no values"]),
+    ("unused-axis", SMALL.replace("matrix:", "matrix:\n  mode: [int8]"), ["'mode' is not used"]),
+    ("unknown-placeholder", SMALL.replace("depth: 0.3", "depth: \"${depth}\""),
+     ["${depth}", "no matrix axis"]),
+    ("all-excluded", SMALL + "exclude: [{}]\n", ["exclude leaves no variant"]),
+])
+def test_bad_sweep_files(tmp_path, name, text, words):
+    path = _write(tmp_path, text, f"{name}.yaml")
+    code, out, err = invoke_cli("sweep", str(path), "--runs-dir", str(tmp_path / "runs"))
+    assert code == 2, err
+    assert "Traceback" not in err and all(w in err for w in words), err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_device_no_node_offers(cluster, tmp_path):
+    text = SWEEP.replace("device: raspberry-pi-4", "device: pixel7")
+    path = _write(tmp_path, text)
+    code, out, err = invoke_cli("sweep", str(path), "--address", cluster.address,
+                                "--runs-dir", str(tmp_path / "runs"))
+    assert code == 2, err
+    assert "measure on pixel7, and no node offers it (offered: raspberry-pi-4)" in err
+    assert not list((tmp_path / "runs").glob("grid-*"))  # no run began
+
+
+def test_unreachable_address_and_bad_lab_file(tmp_path):
+    path = _write(tmp_path, SMALL)
+    closed = sshd_server._free_port()
+    code, _, err = invoke_cli("sweep", str(path), "--address", f"127.0.0.1:{closed}")
+    assert code == 3 and "cannot reach the Ray cluster" in err, err
+    lab = tmp_path / "lab.yaml"
+    for text, words in [("devices: [{name: a, device: raspberry-pi-4}]", "give host"),
+                        ("devices: [{name: a, device: nonesuch, host: x}]", "nonesuch"),
+                        ("devices: [{name: a}", "malformed YAML")]:
+        lab.write_text(text)
+        code, _, err = invoke_cli("sweep", str(path), "--lab", str(lab))
+        assert code == 2 and words in err and "Traceback" not in err, err
+        code, _, err = invoke_cli("lab", "start", "--head", "--lab", str(lab))
+        assert code == 2 and words in err, err
+
+
+def test_dry_run_lists_jobs_and_devices(tmp_path):
+    path = _write(tmp_path, SWEEP)
+    code, out, err = invoke_cli("sweep", str(path), "--dry-run", "--json")
+    assert code == 0, err
+    plan = json.loads(out)
+    assert len(plan["variants"]) == 12 and len(plan["jobs"]) == 36
+    assert plan["devices"] == {"raspberry-pi-4": 12}
+    shared = [j for j in plan["jobs"] if len(j["variants"]) == 2]
+    assert {j["stage"] for j in shared} == {"build", "finetune"} and len(shared) == 12
+
+
+# --- the sweep on two nodes equals the serial runs ------------------------------------------
+def test_sweep_on_two_nodes_equals_serial_runs(cluster, pi, tmp_path):
+    path = _write(tmp_path, SWEEP)
+    cache = tmp_path / "cache"
+    doc = _sweep(path, "--address", cluster.address, "--runs-dir", tmp_path / "runs",
+                 "--cache-dir", cache)
+    assert doc["status"] == "passed" and doc["counts"]["ran"] == 36
+    jobs = doc["jobs"]
+    cpu_nodes = {j["node"] for j in jobs if j["device"] is None}
+    assert len(cpu_nodes) == 2  # builds, trainings and quantizations on both nodes
+    head = next(n["node"] for n in doc["ray"]["nodes"] if n["devices"])
+    for j in jobs:
+        assert j["cached"] is False and j["state"] == "done" and j["node"]
+        if j["stage"] == "profile":  # on the node holding the Pi, by the Pi
+            assert (j["device"], j["where"], j["node"]) == ("raspberry-pi-4", "loop-pi", head)
+    _no_partials(cache)
+
+    # the same pipelines run one after another, as `edgekit run` runs them, into their own cache
+    import yaml
+
+    from edgekit.cluster.lab import connection
+    from edgekit.recipes.runner import Pipeline
+
+    for v in doc["variants"]:
+        folder = Path(v["run_dir"])
+        swept = json.loads((folder / "run.json").read_text())
+        recipe = yaml.safe_load((folder / "recipe.yaml").read_text())
+        recipe["stages"][-1].update(connection(pi))  # the recipe says how to reach the Pi
+        serial_recipe = _write(tmp_path / "serial", yaml.safe_dump(recipe), f"{v['name']}.yaml")
+        serial = Pipeline(serial_recipe, tmp_path / "serial-cache",
+                          base=tmp_path).run(tmp_path / "serial-runs")
+        assert [s["id"] for s in serial["stages"]] == [s["id"] for s in swept["stages"]]
+        for a, b in zip(serial["stages"], swept["stages"]):
+            if a["stage"] == "profile":
+                pa, pb = (json.loads(Path(x["output"]["path"]).read_text()) for x in (a, b))
+                assert pa["model"]["sha256"] == pb["model"]["sha256"]
+                assert pa["accuracy"]["top1"] == pb["accuracy"]["top1"], v["name"]
+                assert (pb["settings"]["runner"], pb["settings"]["port"]) == ("ssh", pi.port)
+            else:
+                assert a["output"]["sha256"] == b["output"]["sha256"], (v["name"], a["id"])
+
+    code, out, err = invoke_cli("report", doc["run_dir"], "--json")  # the sweep's folder
+    assert code == 0, err
+    report = json.loads(out)
+    measured = [v for v in report["variants"] if v["profiles"]]
+    assert len(report["runs"]) == 12 and len(measured) == 12
+    assert {v["name"].split("/")[0] for v in measured} == {v["name"] for v in doc["variants"]}
+    front = report["fronts"]["raspberry-pi-4"]
+    assert front and set(front) <= {v["name"] for v in measured}
+
+    again = _sweep(path, "--address", cluster.address, "--runs-dir", tmp_path / "runs",
+                   "--cache-dir", cache)
+    assert again["counts"] == {"jobs": 36, "ran": 0, "cached": 36, "failed": 0, "not_run": 0}
+
+
+# --- faults ----------------------------------------------------------------------------------
+def _titles(pids: list[int]) -> list[str]:
+    out = []
+    for pid in pids:
+        try:
+            out.append(Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode())
+        except OSError:
+            pass
+    return out
+
+
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry))
+    out, todo = [], [root]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def _wait_for_job(root: int, proc: subprocess.Popen, timeout_s: float = 300) -> None:
+    """Until a process under ``root`` runs a job (Ray titles it ``ray::run_job``)."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if any(t.startswith("ray::run_job") for t in _titles(_descendants(root))):
+            return
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        time.sleep(0.2)
+    raise AssertionError("no job started")
+
+
+def test_killed_worker_node_jobs_move_to_the_head(cluster, tmp_path):
+    path = _write(tmp_path, SMALL)
+    cache, runs = tmp_path / "cache", tmp_path / "runs"
+    proc = subprocess.Popen([*EDGEKIT, "sweep", str(path), "--address", cluster.address,
+                             "--runs-dir", str(runs), "--cache-dir", str(cache), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    raylet = cluster.worker.all_processes["raylet"][0].process.pid
+    _wait_for_job(raylet, proc)
+    time.sleep(1)  # the job has told the driver it started
+    cluster.c.remove_node(cluster.worker, allow_graceful=False)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    doc = json.loads(out)
+    assert doc["counts"] == {"jobs": 8, "ran": 8, "cached": 0, "failed": 0, "not_run": 0}
+    assert max(j["attempts"] for j in doc["jobs"]) >= 2  # the killed job ran again
+    alive = {n["node"] for n in doc["ray"]["nodes"]} - {cluster.worker.unique_id}
+    assert all(j["node"] in alive for j in doc["jobs"])  # finished on the head
+    _no_partials(cache)
+    again = _sweep(path, "--address", cluster.address, "--runs-dir", runs, "--cache-dir", cache)
+    assert again["counts"]["ran"] == 0 and again["counts"]["cached"] == 8
+    cluster.worker = cluster.c.add_node(node_ip_address="127.0.0.1", num_cpus=1)
+
+
+def test_device_node_gone_jobs_reported_not_run(cluster, pi, tmp_path):
+    """A device whose only node leaves: its jobs are reported as not run, with the reason,
+    and the sweep ends (exit 3) instead of waiting for it."""
+    from edgekit.cluster.lab import node_env, resources
+
+    jetson = pi.model_copy(update={"name": "loop-jetson", "device": "jetson-orin-nano"})
+    node = cluster.c.add_node(node_ip_address="127.0.0.1", num_cpus=1,
+                              resources=resources([jetson]), env_vars=node_env([jetson]))
+    cluster.c.wait_for_nodes()
+    text = SMALL.replace("speed_check: false}", "speed_check: false}\n    - {stage: profile, "
+                         "device: jetson-orin-nano, runs: 2, warmup: 0}")
+    path = _write(tmp_path, text)
+    proc = subprocess.Popen([*EDGEKIT, "sweep", str(path), "--address", cluster.address,
+                             "--runs-dir", str(tmp_path / "runs"), "--cache-dir",
+                             str(tmp_path / "cache"), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_job(node.all_processes["raylet"][0].process.pid, proc)
+    cluster.c.remove_node(node, allow_graceful=False)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 3, err[-3000:]
+    assert "did not finish" in err and "no node offers jetson-orin-nano any more" in err, err
+    doc = json.loads((tmp_path / "runs" / "latest" / "run.json").read_text())
+    profiles = [j for j in doc["jobs"] if j["stage"] == "profile"]
+    assert profiles and all(j["state"] == "not run" for j in profiles)
+    assert all(j["state"] == "done" for j in doc["jobs"] if j["stage"] != "profile")
+    assert doc["status"] == "incomplete"
+    _no_partials(tmp_path / "cache")
+
+
+def test_ctrl_c_exits_130_and_rerun_resumes(tmp_path):
+    """A local Ray (no --address): Ctrl-C reaches the whole foreground process group."""
+    path = _write(tmp_path, SMALL)
+    cache, runs = tmp_path / "cache", tmp_path / "runs"
+    args = [*EDGEKIT, "sweep", str(path), "--runs-dir", str(runs), "--cache-dir", str(cache),
+            "--cpus", "1"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.time() + 300
+    while not list(cache.glob("*/stage.json")):  # one job finished, the next one runs
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-2000:]
+        time.sleep(0.2)
+    _wait_for_job(proc.pid, proc)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-3000:]
+    doc = json.loads((runs / "latest" / "run.json").read_text())
+    assert doc["status"] == "interrupted"
+    done_before = doc["counts"]["ran"]
+    assert 1 <= done_before < 8
+    _no_partials(cache)
+    again = _sweep(path, "--runs-dir", runs, "--cache-dir", cache, "--cpus", "1")
+    assert again["status"] == "passed"
+    assert again["counts"]["cached"] >= done_before and again["counts"]["ran"] >= 1
+    assert again["counts"]["ran"] + again["counts"]["cached"] == 8
+
+
+# --- lab start / status / stop (last: `lab stop` is `ray stop`) -------------------------------
+def test_lab_start_status_stop(cluster, pi, tmp_path):
+    import yaml
+
+    cluster.c.shutdown()  # this test starts its own head; ray stop would end it anyway
+    lab = tmp_path / "lab.yaml"
+    down = pi.model_copy(update={"name": "gone-pi", "port": sshd_server._free_port()})
+    lab.write_text(yaml.safe_dump({"schema": "edgekit.lab/1", "devices": [
+        pi.model_dump(mode="json"), down.model_dump(mode="json")]}))
+    port = sshd_server._free_port()
+    code, out, err = invoke_cli("lab", "start", "--head", "--loopback", "--port", str(port),
+                                "--lab", str(lab), "--host-device", "--cpus", "1", "--json")
+    try:
+        assert code == 0, err
+        started = json.loads(out)
+        assert started["resources"] == {"device:host": 1, "device:raspberry-pi-4": 1}
+        assert len(started["skipped"]) == 1 and "gone-pi" in started["skipped"][0]
+        assert started["token_env"] is None  # the token came from RAY_AUTH_TOKEN
+        code, out, err = invoke_cli("lab", "status", "--address", f"127.0.0.1:{port}",
+                                    "--json")
+        assert code == 0, err
+        status = json.loads(out)
+        assert [n["address"] for n in status["nodes"]] == ["127.0.0.1"]
+        assert {d["device"]: (d["total"], d["free"]) for d in status["devices"]} == {
+            "host": (1, 1), "raspberry-pi-4": (1, 1)}
+    finally:
+        code, _, err = invoke_cli("lab", "stop")
+    assert code == 0, err
+    closed = subprocess.run([*EDGEKIT, "lab", "status", "--address", f"127.0.0.1:{port}"],
+                            capture_output=True, text=True, timeout=60)
+    assert closed.returncode == 3 and "cannot reach" in closed.stderr
