@@ -57,6 +57,18 @@ recipe:
        threads: 1}
 """
 
+# `edgekit run` of each recipe, one after another in one process. Not this test process:
+# after the other tests of the suite had run in it, a fine-tuning here gave other bytes than
+# in a new process (found while writing this test; not yet explained)
+SERIAL = """
+import sys
+from pathlib import Path
+from edgekit.recipes.runner import Pipeline
+folder = Path(sys.argv[1])
+for recipe in sys.argv[2:]:
+    Pipeline(Path(recipe), folder / "serial-cache", base=folder).run(folder / "serial-runs")
+"""
+
 # CPU jobs only (no device): for node deaths and Ctrl-C
 SMALL = """
 schema: edgekit.sweep/1
@@ -204,20 +216,23 @@ def test_sweep_on_two_nodes_equals_serial_runs(cluster, pi, tmp_path):
             assert (j["device"], j["where"], j["node"]) == ("raspberry-pi-4", "loop-pi", head)
     _no_partials(cache)
 
-    # the same pipelines run one after another, as `edgekit run` runs them, into their own cache
+    # the same pipelines run one after another, as `edgekit run` runs them, in a new process
+    # (this one ran other tests: see SERIAL), into their own cache
     import yaml
 
     from edgekit.cluster.lab import connection
-    from edgekit.recipes.runner import Pipeline
 
+    recipes = []
     for v in doc["variants"]:
-        folder = Path(v["run_dir"])
-        swept = json.loads((folder / "run.json").read_text())
-        recipe = yaml.safe_load((folder / "recipe.yaml").read_text())
+        recipe = yaml.safe_load((Path(v["run_dir"]) / "recipe.yaml").read_text())
         recipe["stages"][-1].update(connection(pi))  # the recipe says how to reach the Pi
-        serial_recipe = _write(tmp_path / "serial", yaml.safe_dump(recipe), f"{v['name']}.yaml")
-        serial = Pipeline(serial_recipe, tmp_path / "serial-cache",
-                          base=tmp_path).run(tmp_path / "serial-runs")
+        recipes.append(_write(tmp_path / "serial", yaml.safe_dump(recipe), f"{v['name']}.yaml"))
+    subprocess.run([sys.executable, "-c", SERIAL, tmp_path, *recipes], check=True,
+                   capture_output=True, timeout=900)
+    for v in doc["variants"]:
+        swept = json.loads((Path(v["run_dir"]) / "run.json").read_text())
+        serial = json.loads(next((tmp_path / "serial-runs").glob(f"{v['name']}-2*/run.json"))
+                            .read_text())
         assert [s["id"] for s in serial["stages"]] == [s["id"] for s in swept["stages"]]
         for a, b in zip(serial["stages"], swept["stages"]):
             if a["stage"] == "profile":
