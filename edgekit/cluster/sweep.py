@@ -134,7 +134,12 @@ class Sweep:
 
     def _variants(self) -> list[Variant]:
         if self.doc.recipes:
-            return [self._listed(r) for r in self.doc.recipes]
+            listed = [self._listed(r) for r in self.doc.recipes]
+            names = [v.name for v in listed]
+            for name in names:
+                if names.count(name) > 1:  # each variant has its own folder, by name
+                    raise BadInput(f"{self.path}: two recipes are both named {name}")
+            return listed
         out, names = [], set()
         axes = list(self.doc.matrix)
         used = _placeholders(self.doc.recipe)

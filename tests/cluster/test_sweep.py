@@ -153,6 +153,9 @@ def _no_partials(cache: Path) -> None:
     ("unknown-placeholder", SMALL.replace("depth: 0.3", "depth: \"${depth}\""),
      ["${depth}", "no matrix axis"]),
     ("all-excluded", SMALL + "exclude: [{}]\n", ["exclude leaves no variant"]),
+    ("recipe-twice", "schema: edgekit.sweep/1\nname: twice\nrecipes: [fashion-mnist-demo, "
+     "fashion-mnist-demo]\n", ["two recipes are both named fashion-mnist-demo"]),
+    ("both-forms", SMALL + "recipes: [fashion-mnist-demo]\n", ["not both"]),
 ])
 def test_bad_sweep_files(tmp_path, name, text, words):
     path = _write(tmp_path, text, f"{name}.yaml")
