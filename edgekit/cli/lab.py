@@ -150,7 +150,8 @@ def wheels_cmd(
     from ..cluster.prepare import download, wheel_dir
 
     files = download(python_version, machine, glibc)
-    doc = {"schema": "edgekit.lab-wheels/1", "folder": str(wheel_dir(python_version, machine)),
+    doc = {"schema": "edgekit.lab-wheels/1",
+           "folder": str(wheel_dir(python_version, machine, glibc)),
            "wheels": [f.name for f in files]}
     if json_out:
         return emit_json(doc)

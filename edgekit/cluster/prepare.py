@@ -3,7 +3,7 @@
 The device is asked for its Python (version, machine, C library); this machine downloads
 numpy and ai-edge-litert wheels for exactly that (``pip download --platform ...
 --only-binary=:all:``, which resolves their dependencies too) into a cache,
-``~/.cache/edgekit/lab-wheels/cpXY-MACHINE``; the wheels travel over SSH and are unpacked on
+``~/.cache/edgekit/lab-wheels/cpXY-MACHINE-glibcN``; the wheels travel over SSH and are unpacked on
 the device into a private folder, ``~/.edgekit/site``, by the device's own Python (a wheel is
 a zip file: no pip is needed there, and nothing outside that folder changes). A small
 launcher, ``~/.edgekit/bin/python``, puts the folder on the path; it is the ``python:`` of
@@ -32,9 +32,11 @@ _UNPACK = ("import sys, zipfile; [zipfile.ZipFile(w).extractall(sys.argv[1]) "
            "for w in sys.argv[2:]]")
 
 
-def wheel_dir(version: str, machine: str) -> Path:
+def wheel_dir(version: str, machine: str, glibc: Optional[str] = None) -> Path:
+    """The cache of one target's wheels: Python version, machine and C library (an older
+    glibc gets older wheels: ai-edge-litert 1.4 for glibc 2.17, 2.3 for 2.27)."""
     return Path.home() / ".cache" / "edgekit" / "lab-wheels" / (
-        f"cp{version.replace('.', '')}-{machine}")
+        f"cp{version.replace('.', '')}-{machine}-glibc{glibc or '2.17'}")
 
 
 def platforms(machine: str, glibc: Optional[str]) -> list[str]:
@@ -49,9 +51,25 @@ def platforms(machine: str, glibc: Optional[str]) -> list[str]:
 def download(version: str, machine: str, glibc: Optional[str] = None,
              folder: Optional[Path] = None) -> list[Path]:
     """Wheels of numpy and ai-edge-litert (and their dependencies) for the target, in
-    ``folder`` (default: the cache); downloads only what is missing."""
-    folder = Path(folder or wheel_dir(version, machine))
-    folder.mkdir(parents=True, exist_ok=True)
+    ``folder`` (default: the cache). The folder is replaced whole by what pip resolved now,
+    so it never holds two versions of one package."""
+    import shutil
+    import tempfile
+
+    folder = Path(folder or wheel_dir(version, machine, glibc))
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    part = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        _pip_download(version, machine, glibc, part)
+        if folder.exists():
+            shutil.rmtree(folder)
+        part.rename(folder)
+    finally:
+        shutil.rmtree(part, ignore_errors=True)
+    return sorted(folder.glob("*.whl"))
+
+
+def _pip_download(version: str, machine: str, glibc: Optional[str], folder: Path) -> None:
     argv = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:",
             "--python-version", version, "--implementation", "cp", "-d", str(folder)]
     for tag in platforms(machine, glibc):
@@ -63,7 +81,6 @@ def download(version: str, machine: str, glibc: Optional[str] = None,
                                  f"{(lines or ['(no output)'])[-1][:300]}",
                                  hint="without internet here, give --wheels DIR with the "
                                       "wheels for the device")
-    return sorted(folder.glob("*.whl"))
 
 
 def prepare(runner, *, wheels: Optional[Path] = None, python: str = "python3",
@@ -76,13 +93,17 @@ def prepare(runner, *, wheels: Optional[Path] = None, python: str = "python3",
         facts = json.loads(_run(runner, [python, "-c", _QUERY], "asking for its Python"))
         version, machine = facts["version"], facts["machine"]
         glibc = facts["libc"][1] if facts["libc"] and facts["libc"][0] == "glibc" else None
+        cached = wheel_dir(version, machine, glibc)
         if wheels is not None:
             files = sorted(Path(wheels).glob("*.whl"))
             if not files:
                 raise BadInput(f"--wheels {wheels}: no .whl files there")
+        elif any(cached.glob("*.whl")):  # `lab wheels` or an earlier prepare fetched them
+            files = sorted(cached.glob("*.whl"))
         else:
             status(f"downloading wheels for Python {version} on {machine}")
             files = download(version, machine, glibc)
+        _one_version_each(files)
         home = facts["home"]
         root, site = f"{home}/.edgekit", f"{home}/.edgekit/site"
         launcher = f"{root}/bin/python"
@@ -108,6 +129,17 @@ def prepare(runner, *, wheels: Optional[Path] = None, python: str = "python3",
     return {"schema": "edgekit.lab-prepare/1", "host": runner.host, "python": launcher,
             "device_python": facts["executable"], "version": version, "machine": machine,
             "glibc": glibc, "wheels": [f.name for f in files], "installed": versions}
+
+
+def _one_version_each(files: list[Path]) -> None:
+    """Refuse two wheels of one package: unpacked into one folder, they would mix."""
+    seen: dict[str, str] = {}
+    for f in files:
+        name = f.name.split("-")[0].lower().replace("_", "-")
+        if name in seen:
+            raise BadInput(f"two wheels of {name} ({seen[name]}, {f.name}) in {f.parent}: "
+                           "keep one")
+        seen[name] = f.name
 
 
 def _run(runner, words: list[str], what: str, stdin: Optional[bytes] = None) -> str:

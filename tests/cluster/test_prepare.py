@@ -35,7 +35,10 @@ def _bare_python() -> bool:
 def _wheels() -> bool:
     from edgekit.cluster.prepare import wheel_dir
 
-    return any(wheel_dir(VERSION, os.uname().machine).glob("ai_edge_litert-*.whl"))
+    import platform
+
+    glibc = platform.libc_ver()[1]  # the bare Python's: this machine's
+    return any(wheel_dir(VERSION, os.uname().machine, glibc).glob("ai_edge_litert-*.whl"))
 
 
 pytestmark = [
@@ -45,7 +48,8 @@ pytestmark = [
     pytest.mark.skipif(not _bare_python(), reason=f"{BARE} is not a Python {VERSION} "
                        "without numpy"),
     pytest.mark.skipif(not _wheels(), reason="no wheels in the cache: run `edgekit lab wheels "
-                       f"--python-version {VERSION} --machine {os.uname().machine}` first"),
+                       f"--python-version {VERSION} --machine {os.uname().machine} --glibc "
+                       "GLIBC` first"),
 ]
 
 
