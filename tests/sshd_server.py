@@ -37,21 +37,7 @@ class Loopback:
 
     def descendants(self) -> list[int]:
         """PIDs of every process the server started (sessions and what they run)."""
-        children: dict[int, list[int]] = {}
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    stat = Path(f"/proc/{entry}/stat").read_text()
-                except OSError:
-                    continue
-                ppid = int(stat.rsplit(")", 1)[1].split()[1])
-                children.setdefault(ppid, []).append(int(entry))
-        out, todo = [], [self.proc.pid]
-        while todo:
-            for c in children.get(todo.pop(), []):
-                out.append(c)
-                todo.append(c)
-        return out
+        return descendants(self.proc.pid)
 
     def drop_connections(self) -> int:
         """SIGKILL every session (and its commands), as a device that vanishes would."""
@@ -67,6 +53,25 @@ class Loopback:
         self.drop_connections()
         self.proc.terminate()
         self.proc.wait(10)
+
+
+def descendants(root: int) -> list[int]:
+    """PIDs of every process below ``root`` (children, their children, ...), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [root]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
 
 
 def _free_port() -> int:

@@ -42,6 +42,13 @@ console: Any = _Console()
 
 JSON_OPT = typer.Option(False, "--json", help="Print one JSON document on stdout, nothing else.")
 FORCE_OPT = typer.Option(False, "--force", help="Overwrite the output if it exists.")
+# the run folder and stage cache options of `edgekit run` and `edgekit sweep` (one cache)
+RUNS_DIR_OPT = typer.Option(Path("runs"), "--runs-dir", help="Where run folders go "
+                            "(RUNS/NAME-TIMESTAMP, RUNS/latest).")
+CACHE_DIR_OPT = typer.Option(None, "--cache-dir", help="Stage cache (default: RUNS/.cache; "
+                             "run and sweep share it).")
+NO_CACHE_OPT = typer.Option(False, "--no-cache", help="Run every stage again (the results "
+                            "still refresh the cache).")
 SAVE_RECIPE_OPT = typer.Option(None, "--save-recipe", help="Also write a recipe (YAML) that "
                                "reproduces this command: `edgekit run RECIPE`.")
 

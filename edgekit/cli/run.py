@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from ._common import JSON_OPT, console, emit_json
+from ._common import CACHE_DIR_OPT, JSON_OPT, NO_CACHE_OPT, RUNS_DIR_OPT, console, emit_json
 
 
 def run(
@@ -15,12 +15,9 @@ def run(
                                            "shipped recipe (see --list)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (each stage's "
                                  "command, cached or not) and run nothing."),
-    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where run folders go "
-                                  "(RUNS/NAME-TIMESTAMP, RUNS/latest)."),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Stage cache "
-                                             "(default: RUNS/.cache)."),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Run every stage again (the "
-                                  "results still refresh the cache)."),
+    runs_dir: Path = RUNS_DIR_OPT,
+    cache_dir: Optional[Path] = CACHE_DIR_OPT,
+    no_cache: bool = NO_CACHE_OPT,
     list_: bool = typer.Option(False, "--list", help="List the shipped recipes and exit."),
     json_out: bool = JSON_OPT,
 ) -> None:

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from ._common import JSON_OPT, console, emit_json
+from ._common import CACHE_DIR_OPT, JSON_OPT, NO_CACHE_OPT, RUNS_DIR_OPT, console, emit_json
 
 
 def sweep(
@@ -23,12 +23,9 @@ def sweep(
                                        "theirs with `edgekit lab start`)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the expanded jobs, the "
                                  "device each needs and what is cached; run nothing."),
-    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where run folders go "
-                                  "(RUNS/NAME-TIMESTAMP, RUNS/latest)."),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Stage cache "
-                                             "(default: RUNS/.cache, shared with edgekit run)."),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Run every job again (the "
-                                  "results still refresh the cache)."),
+    runs_dir: Path = RUNS_DIR_OPT,
+    cache_dir: Optional[Path] = CACHE_DIR_OPT,
+    no_cache: bool = NO_CACHE_OPT,
     cpus: Optional[int] = typer.Option(None, "--cpus", min=1, help="CPUs of the local Ray "
                                        "(default: every core)."),
     json_out: bool = JSON_OPT,

@@ -48,14 +48,6 @@ class LabDevice(BaseModel):
             raise ValueError(f"{self.name}: give host (SSH) or serial (adb), not both")
         return self
 
-    @property
-    def runner(self) -> str:
-        """ssh, adb, or the catalog device's own runner (local, emulator)."""
-        from ..core.devices import load_device
-
-        return "ssh" if self.host else "adb" if self.serial else (
-            load_device(self.device).runner or "local")
-
 
 class LabFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -157,12 +149,13 @@ def connection(d: LabDevice) -> dict[str, Any]:
 
 def check(d: LabDevice, timeout_s: Optional[float] = None) -> None:
     """Raise EnvironmentProblem, naming the device, unless it answers now."""
+    from ..core.devices import load_device
     from ..runtime.selection import make_runner, runner_options
 
     opts = {"timeout": timeout_s, **connection(d)}
     if d.identity:
         opts["identity"] = Path(d.identity).expanduser()
-    runner = make_runner(runner_options(**opts), _catalog(d.device))
+    runner = make_runner(runner_options(**opts), load_device(d.device))
     try:
         runner.check()
     except EnvironmentProblem as exc:
@@ -172,12 +165,6 @@ def check(d: LabDevice, timeout_s: Optional[float] = None) -> None:
         close = getattr(runner, "close", None)
         if close:
             close()
-
-
-def _catalog(name: str):
-    from ..core.devices import load_device
-
-    return load_device(name)
 
 
 def resource_devices(resources: dict[str, float]) -> dict[str, float]:

@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -76,16 +77,10 @@ def start(*, head: bool, address: Optional[str] = None, port: int = 6379,
         lines = [ln for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
         raise EnvironmentProblem(f"ray start failed: {(lines or ['(no output)'])[-1][:300]}")
     return {"schema": "edgekit.lab-node/1", "head": head,
-            "address": f"{'127.0.0.1' if loopback else _this_host()}:{port}" if head
+            "address": f"{'127.0.0.1' if loopback else socket.getfqdn()}:{port}" if head
             else address, "devices": [d.model_dump(mode="json") for d in devices],
             "resources": resources(devices), "skipped": skipped,
             "token_env": None if os.environ.get("RAY_AUTH_TOKEN") else token}
-
-
-def _this_host() -> str:
-    import socket
-
-    return socket.getfqdn()
 
 
 def status(address: Optional[str] = None) -> dict:

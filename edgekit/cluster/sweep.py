@@ -182,15 +182,14 @@ class Sweep:
         return pipe
 
     def _listed(self, recipe: str) -> Variant:
+        import yaml
+
         from ..recipes.runner import open_recipe
-        from ..recipes.schema import recipe_path
 
         path = Path(recipe).expanduser()
         local = path if path.is_absolute() else self.base / path
         pipe = open_recipe(str(local) if local.exists() else recipe, self.cache)
-        import yaml
-
-        pipe.variant_doc = yaml.safe_load(recipe_path(str(pipe.path)).read_text())
+        pipe.variant_doc = yaml.safe_load(pipe.path.read_text())
         return Variant(pipe.recipe.name, {}, pipe)
 
     def devices(self) -> dict[str, int]:

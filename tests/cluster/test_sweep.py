@@ -271,28 +271,11 @@ def _titles(pids: list[int]) -> list[str]:
     return out
 
 
-def _descendants(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry))
-    out, todo = [], [root]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            out.append(c)
-            todo.append(c)
-    return out
-
-
 def _wait_for_job(root: int, proc: subprocess.Popen, timeout_s: float = 300) -> None:
     """Until a process under ``root`` runs a job (Ray titles it ``ray::run_job``)."""
     deadline = time.time() + timeout_s
     while time.time() < deadline:
-        if any(t.startswith("ray::run_job") for t in _titles(_descendants(root))):
+        if any(t.startswith("ray::run_job") for t in _titles(sshd_server.descendants(root))):
             return
         assert proc.poll() is None, proc.communicate()[1][-2000:]
         time.sleep(0.2)
