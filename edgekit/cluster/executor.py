@@ -71,7 +71,7 @@ def run_sweep(sweep: Sweep, runs_dir: Path, *, address: Optional[str] = None,
             doc["status"] = "finished"
         except KeyboardInterrupt:
             doc["status"] = "interrupted"
-            driver.cancel()
+            driver.interrupted()
             raise
         finally:
             doc["wall_s"] = round(time.perf_counter() - t0, 3)
@@ -85,6 +85,12 @@ def run_sweep(sweep: Sweep, runs_dir: Path, *, address: Optional[str] = None,
             from ..core.artifacts import write_json_atomic
 
             write_json_atomic(folder / "run.json", doc)
+            if doc["status"] == "interrupted" and where != "local":
+                # a cluster outlives this driver: its running jobs are stopped, after the run
+                # folder is written (a local Ray goes with the session, so nothing is cancelled:
+                # a cancel racing a reply from a worker Ctrl-C also reached aborts Ray 2.60's
+                # core worker, ray-project/ray#54527)
+                driver.cancel()
     _raise_for(doc, folder)
     return doc
 
@@ -169,12 +175,15 @@ class _Driver:
             if job.state == "queued":
                 job.state, job.node = "running", node
 
+    def interrupted(self) -> None:
+        for job in self.pending.values():
+            job.state, job.error = "not run", "interrupted"
+
     def cancel(self) -> None:
         import ray
 
-        for ref, job in self.pending.items():
+        for ref in self.pending:
             ray.cancel(ref, force=True)
-            job.state, job.error = "not run", "interrupted"
 
     def _submit_ready(self) -> None:
         for job in self.jobs:
