@@ -6,6 +6,8 @@ No phone, Android emulator or benchmark_model binary exists here, so this plays 
   stands for the phone's file system ($ADB_STANDIN_ROOT; /data/local/tmp is mapped into it),
   running shell commands with the real /bin/sh. ``taskset MASK`` is recorded and dropped (this
   machine has 2 cores, a phone 8). Every call is logged as a JSON line to $ADB_STANDIN_LOG.
+  ``adb devices`` lists $ADB_STANDIN_DEVICES ("SERIAL:STATE,..."); when it is set,
+  ``get-state`` answers each listed serial's state and fails for any other, as adb does.
 * ``benchmark_model`` (``python adb_standin.py benchmark_model ARGS``): with
   ``--output_filepath`` it runs the model for real with ai-edge-litert on the raw input file
   and writes the raw output, as the tool does; otherwise it prints the recorded-format text in
@@ -23,6 +25,24 @@ ROOT = os.environ.get("ADB_STANDIN_ROOT", "/nonexistent")
 PHONE = "/data/local/tmp"
 PROPS = {"ro.product.model": "Pixel 7", "ro.soc.model": "GS201",
          "ro.product.cpu.abi": "arm64-v8a", "ro.build.version.release": "14"}
+
+
+def install(folder, output=None):
+    """An ``adb`` (and the phone's ``benchmark_model``) under ``folder``; the environment
+    that puts it first on PATH."""
+    from pathlib import Path
+
+    folder = Path(folder)
+    bin_dir, root = folder / "bin", folder / "phone"
+    (root / "data/local/tmp").mkdir(parents=True)
+    bin_dir.mkdir()
+    for path, mode in ((bin_dir / "adb", ""), (root / "data/local/tmp/benchmark_model",
+                                                 " benchmark_model")):
+        path.write_text(f'#!/bin/sh\nexec {sys.executable} {Path(__file__).resolve()}{mode} "$@"\n')
+        path.chmod(0o755)
+    return {"PATH": f"{bin_dir}:{os.environ['PATH']}", "ADB_STANDIN_ROOT": str(root),
+            "ADB_STANDIN_LOG": str(folder / "adb.log"),
+            **({"ADB_STANDIN_OUTPUT": str(output)} if output else {})}
 
 
 def to_host(path):
@@ -44,8 +64,22 @@ def adb(args):
         serial, args = args[1], args[2:]
     log({"serial": serial, "args": args})
     cmd = args[0]
+    listed = dict(d.split(":", 1) for d in os.environ.get("ADB_STANDIN_DEVICES", "").split(",")
+                  if d)
+    if cmd == "devices":
+        print("List of devices attached")
+        for serial, state in listed.items():
+            print(f"{serial}\t{state}")
+        print()
+        return 0
     if cmd == "get-state":
-        print("device")
+        if not listed:
+            print("device")
+            return 0
+        if serial not in listed:
+            print(f"error: device '{serial}' not found", file=sys.stderr)
+            return 1
+        print(listed[serial])
         return 0
     if cmd in ("push", "pull"):
         src, dst = (args[1], to_host(args[2])) if cmd == "push" else (to_host(args[1]), args[2])

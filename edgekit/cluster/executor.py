@@ -52,7 +52,7 @@ def run_sweep(sweep: Sweep, runs_dir: Path, *, address: Optional[str] = None,
     devices = [this_machine(), *(load_lab(lab) if lab else [])]
     with ray_session(address, devices, num_cpus) as where:
         nodes = cluster_nodes()
-        cpus = check_devices(sweep, nodes)  # before any job starts
+        cpus = check_devices(sweep.devices(), nodes, str(sweep.path))  # before any job starts
         sweep.cache.mkdir(parents=True, exist_ok=True)
         started = dt.datetime.now(dt.timezone.utc)
         from ..recipes.runner import _new_run_folder, provenance
@@ -107,19 +107,19 @@ def cluster_nodes() -> list[dict]:
             for n in ray.nodes() if n["Alive"]]
 
 
-def check_devices(sweep: Sweep, nodes: list[dict]) -> int:
-    """Refuse (exit 2) a sweep needing a device no node offers; return the CPUs a job on
-    ``host`` takes (every CPU of the smallest node offering it)."""
+def check_devices(needed: dict[str, int], nodes: list[dict], what: str) -> int:
+    """Refuse (exit 2) ``what`` when it needs a device no node offers (``needed``: device ->
+    jobs); return the CPUs a job on ``host`` takes (every CPU of the smallest node offering it)."""
     offered = sorted({d for n in nodes for d in n["devices"]})
-    for device, count in sweep.devices().items():
+    for device, count in needed.items():
         if device not in offered:
-            raise BadInput(f"{sweep.path}: {count} job(s) measure on {device}, and no node "
+            raise BadInput(f"{what}: {count} job(s) measure on {device}, and no node "
                            f"offers it (offered: {', '.join(offered) or 'none'})",
                            hint="declare it with `edgekit lab start --lab lab.yaml` on the "
                                 "node it is attached to, or `--lab` for a local Ray")
     hosts = [n for n in nodes if "host" in n["devices"]]
     elsewhere = sorted({n["hostname"] for n in hosts} - {platform.node()})
-    if "host" in sweep.devices() and elsewhere:
+    if "host" in needed and elsewhere:
         # a measurement on `host` is cached as this machine's (the key of `edgekit run`)
         raise BadInput(f"device host means this machine ({platform.node()}), but node(s) on "
                        f"{', '.join(elsewhere)} offer it", hint="in those nodes' lab files, "

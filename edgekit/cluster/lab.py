@@ -147,15 +147,20 @@ def connection(d: LabDevice) -> dict[str, Any]:
     return {}
 
 
-def check(d: LabDevice, timeout_s: Optional[float] = None) -> None:
-    """Raise EnvironmentProblem, naming the device, unless it answers now."""
+def runner_for(d: LabDevice, timeout_s: Optional[float] = None):
+    """The Runner that reaches ``d`` (ssh, adb, or its catalog entry's own)."""
     from ..core.devices import load_device
     from ..runtime.selection import make_runner, runner_options
 
     opts = {"timeout": timeout_s, **connection(d)}
     if d.identity:
         opts["identity"] = Path(d.identity).expanduser()
-    runner = make_runner(runner_options(**opts), load_device(d.device))
+    return make_runner(runner_options(**opts), load_device(d.device))
+
+
+def check(d: LabDevice, timeout_s: Optional[float] = None) -> None:
+    """Raise EnvironmentProblem, naming the device, unless it answers now."""
+    runner = runner_for(d, timeout_s)
     try:
         runner.check()
     except EnvironmentProblem as exc:

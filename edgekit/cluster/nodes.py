@@ -39,14 +39,41 @@ def declared(lab: Optional[Path], host_device: bool,
     ``host`` when asked), and one line for each device left out."""
     devices = [this_machine()] if host_device else []
     skipped = []
-    for d in load_lab(lab) if lab else []:
+    listed = load_lab(lab) if lab else []
+    for d in listed:
         try:
             check(d, timeout_s)
         except EnvironmentProblem as exc:
             skipped.append(str(exc))
             continue
         devices.append(d)
+    named = {d.serial for d in listed if d.serial}
+    try:
+        attached = attached_adb_devices(timeout_s)
+    except EnvironmentProblem as exc:
+        attached = {}
+        skipped.append(str(exc))
+    for serial, state in attached.items():
+        if serial not in named:  # its catalog device is unknown: the lab file must say it
+            skipped.append(f"adb device {serial} ({state}) is attached but not in the lab "
+                           "file: add it there with `serial:` and the catalog device it is")
     return devices, skipped
+
+
+def attached_adb_devices(timeout_s: float = 20) -> dict[str, str]:
+    """``{serial: state}`` of what ``adb devices`` lists (empty without adb)."""
+    adb = shutil.which("adb")
+    if adb is None:
+        return {}
+    try:
+        proc = subprocess.run([adb, "devices"], capture_output=True, text=True,
+                              timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise EnvironmentProblem(f"adb devices did not answer in {timeout_s:g} s") from None
+    if proc.returncode != 0:
+        raise EnvironmentProblem(f"adb devices failed: {proc.stderr.strip()[-300:]}")
+    rows = (line.split("\t") for line in proc.stdout.splitlines() if "\t" in line)
+    return {r[0].strip(): r[1].strip() for r in rows if len(r) == 2}
 
 
 def start(*, head: bool, address: Optional[str] = None, port: int = 6379,

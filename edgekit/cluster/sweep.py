@@ -125,6 +125,13 @@ class Sweep:
             self.variants = self._variants()
         finally:
             shutil.rmtree(self._tmp, ignore_errors=True)
+        for v in self.variants:
+            for step in v.pipe.steps:
+                lab = [k for k in ("address", "lab") if step.options.get(k) is not None]
+                if lab:
+                    raise BadInput(f"{self.path}: variant {v.name}, step {step.id}: {lab[0]} "
+                                   "has no place in a sweep (its jobs already run on the "
+                                   "sweep's Ray, each device job on a device of its kind)")
         self.step_keys: dict[str, dict[str, str]] = {}  # variant -> step id -> plan key
         self.jobs = plan_jobs(self.variants, self.step_keys)
 

@@ -127,16 +127,16 @@ def fit_measurements(rows: list[dict[str, Any]], precision: str, threads: int) -
     return Fit(precision, threads, coef, len(rows), loo, rows, llc)
 
 
-def calibrate(runner, precisions: list[str], threads: int, suite: str = "full", jobs: int = 1,
+def calibrate(measure: Callable[..., list[dict[str, Any]]], precisions: list[str], threads: int,
+              suite: str = "full",
               progress: Callable[[str, int, int], None] | None = None) -> list[Fit]:
-    """Measure the suite on ``runner`` at each precision and fit the coefficients."""
-    from .timing import measure_specs
-
+    """Measure the suite at each precision and fit the coefficients. ``measure(specs,
+    precision, progress)`` returns ``timing.measure_specs`` rows (one runner, or a lab)."""
     labelled = suite_specs(suite)
     fits = []
     for precision in precisions:
         cb = (lambda done, total, p=precision: progress(p, done, total)) if progress else None
-        rows = measure_specs([s for _, s in labelled], precision, runner, threads, cb, jobs)
+        rows = measure([s for _, s in labelled], precision, cb)
         for (label, _), r in zip(labelled, rows):
             r["label"] = label
         fits.append(fit_measurements(rows, precision, threads))
@@ -148,7 +148,7 @@ def today() -> str:
 
 
 def write_profile(profile, fits: list[Fit], out: Path, *, command: str, date: str,
-                  cpu: str = "", runner: str = "local") -> None:
+                  cpu: str = "", measured_by: str = "local runner") -> None:
     """Write ``profile`` with ``fits`` as measured coefficients to ``out`` (YAML, atomic),
     keeping everything else of the file it was loaded from; validated before it replaces
     anything."""
@@ -163,7 +163,7 @@ def write_profile(profile, fits: list[Fit], out: Path, *, command: str, date: st
     for f in fits:
         src = f"calibrated-{f.precision}-{f.threads}t"
         sources[src] = {"kind": "measured", "date": date,
-                        "command": f"{command} ({runner} runner{', ' + cpu if cpu else ''}; "
+                        "command": f"{command} ({measured_by}{', ' + cpu if cpu else ''}; "
                                    f"{f.n} models, NNLS on relative error)"}
         entry = cost.setdefault(f"tflite-xnnpack/{f.precision}", {})
         entry.setdefault("fitted", {})[str(f.threads)] = {

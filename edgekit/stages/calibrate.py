@@ -7,10 +7,10 @@ from typing import Optional
 
 from ..core.errors import BadInput
 from .base import QUIET, Reporter, Stage, option, options_argv
-from .profile import RUNNER_HELP, TIMEOUT_HELP, SSHOptions
+from .profile import RUNNER_HELP, TIMEOUT_HELP, LabOptions, SSHOptions
 
 
-class CalibrateOptions(SSHOptions):
+class CalibrateOptions(SSHOptions, LabOptions):
     device: str = option("host", "Device to calibrate (host = this machine; a Linux device "
                          "with --host user@host).", "--device", "-d")
     precision: list[str] = option(["fp32", "int8"], "Precision to calibrate (repeatable).",
@@ -33,6 +33,7 @@ def calibrate(_: None, o: CalibrateOptions, output: Optional[Path] = None, *,
     from ..core.devices import load_device, user_dir
     from ..core.results import Result
     from ..estimate.calibrate import SUITES, calibrate as fit, suite_specs, today, write_profile
+    from ..estimate.timing import measure_specs
     from ..estimate.work import PRECISIONS as COSTED
 
     if o.suite not in SUITES:
@@ -46,20 +47,32 @@ def calibrate(_: None, o: CalibrateOptions, output: Optional[Path] = None, *,
     profile = load_device(o.device)
     if "tflite-xnnpack" not in profile.runtimes:
         raise BadInput(f"device '{o.device}' offers no tflite-xnnpack runtime to calibrate")
-    runner = _runner(o, profile)
     n = len(suite_specs(o.suite))
 
     def step(p: str, done: int, total: int) -> None:
         i = o.precision.index(p)
         reporter.progress(i * total + done, total * len(o.precision), f"calibrating {o.device}")
 
-    with runner:
-        fits = fit(runner, list(o.precision), o.threads, o.suite, jobs=o.jobs, progress=step)
+    if o.on_lab():
+        from ..cluster.measure import LabTimer
+
+        with LabTimer(profile.name, o.threads, address=o.address, lab=o.lab,
+                      timeout_s=o.timeout) as lab:
+            fits = fit(lab.measure, list(o.precision), o.threads, o.suite, progress=step)
+        where = "Ray lab devices " + ", ".join(sorted({d for f in fits for r in f.rows
+                                                      for d in r["measured_on"]}))
+    else:
+        runner = _runner(o, profile)
+        with runner:
+            fits = fit(lambda specs, precision, progress: measure_specs(
+                specs, precision, runner, o.threads, progress, jobs=o.jobs),
+                list(o.precision), o.threads, o.suite, progress=step)
+        where = f"{runner.name} runner"
     command = "edgekit calibrate " + " ".join(options_argv(CalibrateOptions, o.non_default()))
     out = output or user_dir() / f"{profile.name}.yaml"
     cpu = fits[0].rows[0].get("cpu", "") if fits and fits[0].rows else ""
     write_profile(profile, fits, out, command=command.strip(), date=today(), cpu=cpu,
-                  runner=runner.name)
+                  measured_by=where)
     return Result({
         "schema": "edgekit.calibrate/1", "device": profile.name, "written": str(out),
         "suite": o.suite, "measurements_per_precision": n, "threads": o.threads,
@@ -69,7 +82,9 @@ def calibrate(_: None, o: CalibrateOptions, output: Optional[Path] = None, *,
                                             / max(1, len(f.loo_errors_pct)), 3),
                   "coefficients": f.coefficients,
                   "measured": [{"model": r["label"], "median_ms": round(r["median_ms"], 4),
-                                "fit_error_pct": round(r["fit_error_pct"], 1)}
+                                "fit_error_pct": round(r["fit_error_pct"], 1),
+                                **({"measured_on": r["measured_on"]} if "measured_on" in r
+                                   else {})}
                                for r in f.rows]} for f in fits]})
 
 

@@ -22,6 +22,26 @@ class SSHOptions(Options):
                                 "ai-edge-litert, tflite-runtime or onnxruntime).")
 
 
+class LabOptions(Options):
+    """Where timings spread over a device lab on Ray (scale --measure, calibrate)."""
+
+    address: Optional[str] = option(None, "Ray cluster to time on (HEAD:PORT; see `edgekit lab "
+                                    "start`): every node offering the device takes a share.")
+    lab: Optional[Path] = option(None, "Lab file (edgekit.lab/1): time on its devices of "
+                                 "--device, through a Ray started here.")
+
+    def on_lab(self) -> bool:
+        """Whether the timings go to a lab (refused with --host, --serial or --runner: the lab
+        says how each of its devices is reached)."""
+        if self.address is None and self.lab is None:
+            return False
+        given = [f for f in ("host", "serial", "runner") if getattr(self, f, None)]
+        if given:
+            raise BadInput(f"--{given[0]} and --address/--lab exclude each other: the lab "
+                           "says how each device is reached")
+        return True
+
+
 RUNNER_HELP = ("Where to run: local (this machine) or ssh (a Linux device; implied by --host). "
                "Default: local.")
 TIMEOUT_HELP = ("Seconds one model run may take on the device before edgekit stops it there "

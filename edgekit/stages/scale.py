@@ -7,13 +7,13 @@ from typing import Optional
 
 from ..core.errors import BadInput, GateFailed
 from .base import QUIET, Reporter, Stage, option
-from .profile import SSHOptions
+from .profile import LabOptions, SSHOptions
 
 _GPU_RUNTIMES = ("tflite-gpu", "tensorrt", "onnxruntime-cuda")
 _CPU_RUNTIMES = ("tflite-xnnpack", "onnxruntime-cpu")
 
 
-class ScaleOptions(SSHOptions):
+class ScaleOptions(SSHOptions, LabOptions):
     device: Optional[str] = option(None, "Target device (see `devices list`).", "--device",
                                    "-d", cli_required=True)
     family: Optional[list[str]] = option(
@@ -50,6 +50,9 @@ def scale(from_model: Optional[Path], o: ScaleOptions, output: Optional[Path], *
         raise BadInput("scale needs a device (--device)")
     if o.top < 1:
         raise BadInput("--top must be at least 1")
+    if o.on_lab() and not o.measure:
+        raise BadInput("--address and --lab say where --measure times the candidates: add "
+                       "--measure")
     if output is not None:
         check_output(output, force, suffix=".keras")
     target = _target(o)
@@ -163,18 +166,12 @@ def _source(from_model: Optional[Path], family, classes: int):
 def _measured(o: ScaleOptions, target: _Target, chosen: list, doc: dict, reporter: Reporter):
     """The chosen candidates timed on the device's runner, those within the latency budget
     first by measured latency."""
-    from ..runtime.selection import make_runner, runner_kind, runner_options
-
-    profile, model, budget = target.profile, target.model, target.budget
-    # only the SSH options say where to measure: scale's --accelerator is the search's
-    ssh = runner_options(**{k: getattr(o, k) for k in SSHOptions.model_fields})
-    if runner_kind(ssh, profile) == "adb":
-        raise BadInput(f"--measure on '{profile.name}' needs a runner that times each model "
-                       "through the harness (local or ssh); the adb runner is not used for "
-                       "--measure yet")
-    runner = make_runner(ssh, profile)
-    timed = _time(runner, chosen, model, reporter)
-    doc["measured"] = [dict(c.as_dict(), measured_ms=m) for c, m in timed]
+    profile, budget = target.profile, target.budget
+    rows = _time(o, profile, chosen, target.model, reporter)
+    timed = [(c, r["median_ms"]) for c, r in zip(chosen, rows)]
+    doc["measured"] = [dict(c.as_dict(), measured_ms=r["median_ms"],
+                            **({"measured_on": r["measured_on"]} if "measured_on" in r else {}))
+                       for c, r in zip(chosen, rows)]
     within = [c for c, m in timed if m <= budget.latency_ms]
     if not within:
         fastest, ms = min(timed, key=lambda cm: cm[1])
@@ -186,19 +183,41 @@ def _measured(o: ScaleOptions, target: _Target, chosen: list, doc: dict, reporte
     return within
 
 
-def _time(runner, chosen, model, reporter: Reporter):
+def _time(o: ScaleOptions, profile, chosen: list, model, reporter: Reporter) -> list[dict]:
+    """The chosen candidates' timing rows: on the device's runner, or spread over a lab's
+    devices of its kind (--address/--lab)."""
     from ..estimate.timing import measure_specs
 
+    if model.runtime != "tflite-xnnpack":
+        raise BadInput(f"--measure times TFLite models; runtime {model.runtime} is not measured yet")
+    specs = [c.spec for c in chosen]
+    if o.on_lab():
+        from ..cluster.measure import LabTimer
+
+        reporter.progress(0, len(chosen), f"measuring {len(chosen)} candidates on the lab")
+        with LabTimer(profile.name, model.threads, address=o.address, lab=o.lab) as lab:
+            return lab.measure(specs, model.precision, reporter.progress)
+    runner = _runner(o, profile)
+    reporter.progress(0, len(chosen), f"measuring {len(chosen)} candidates")
+    with runner:
+        return measure_specs(specs, model.precision, runner, model.threads, reporter.progress,
+                             jobs=2)
+
+
+def _runner(o: ScaleOptions, profile):
+    from ..runtime.selection import make_runner, runner_kind, runner_options
+
+    # only the SSH options say where to measure: scale's --accelerator is the search's
+    ssh = runner_options(**{k: getattr(o, k) for k in SSHOptions.model_fields})
+    if runner_kind(ssh, profile) == "adb":
+        raise BadInput(f"--measure on '{profile.name}' needs a runner that times each model "
+                       "through the harness (local or ssh); the adb runner is not used for "
+                       "--measure yet")
+    runner = make_runner(ssh, profile)
     if not runner.latency_meaningful:
         raise BadInput(f"--measure needs device timings; the {runner.name} runner's are not "
                        f"({runner.latency_note})")
-    if model.runtime != "tflite-xnnpack":
-        raise BadInput(f"--measure times TFLite models; runtime {model.runtime} is not measured yet")
-    reporter.progress(0, len(chosen), f"measuring {len(chosen)} candidates")
-    with runner:
-        rows = measure_specs([c.spec for c in chosen], model.precision, runner, model.threads,
-                             reporter.progress, jobs=2)
-    return [(c, r["median_ms"]) for c, r in zip(chosen, rows)]
+    return runner
 
 
 def _write(best, output: Path, doc: dict, source, force: bool):

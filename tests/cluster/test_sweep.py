@@ -156,6 +156,9 @@ def _no_partials(cache: Path) -> None:
     ("recipe-twice", "schema: edgekit.sweep/1\nname: twice\nrecipes: [fashion-mnist-demo, "
      "fashion-mnist-demo]\n", ["two recipes are both named fashion-mnist-demo"]),
     ("both-forms", SMALL + "recipes: [fashion-mnist-demo]\n", ["not both"]),
+    ("lab-in-a-step", "schema: edgekit.sweep/1\nname: nested\nmatrix: {top: [1, 2]}\nrecipe:\n"
+     "  device: host\n  stages: [{stage: scale, top: \"${top}\", measure: true, address: "
+     "\"127.0.0.1:1\"}]\n", ["variant nested-1, step scale: address has no place in a sweep"]),
 ])
 def test_bad_sweep_files(tmp_path, name, text, words):
     path = _write(tmp_path, text, f"{name}.yaml")
@@ -332,6 +335,55 @@ def test_device_node_gone_jobs_reported_not_run(cluster, pi, tmp_path):
     assert all(j["state"] == "done" for j in doc["jobs"] if j["stage"] != "profile")
     assert doc["status"] == "incomplete"
     _no_partials(tmp_path / "cache")
+
+
+# --- scale --measure and calibrate on the lab -----------------------------------------------
+@pytest.fixture
+def second_pi(cluster, pi):
+    """A third node holding a second Raspberry Pi 4 (the same loopback sshd), for one test."""
+    from edgekit.cluster.lab import node_env, resources
+
+    pi2 = pi.model_copy(update={"name": "loop-pi-2"})
+    node = cluster.c.add_node(node_ip_address="127.0.0.1", num_cpus=1,
+                              resources=resources([pi2]), env_vars=node_env([pi2]))
+    cluster.c.wait_for_nodes()
+    yield pi2
+    cluster.c.remove_node(node)
+
+
+def test_calibrate_spreads_over_every_matching_device(cluster, second_pi, tmp_path):
+    import yaml
+
+    out = tmp_path / "raspberry-pi-4.yaml"
+    code, stdout, err = invoke_cli("calibrate", "--device", "raspberry-pi-4", "--suite", "tiny",
+                                   "--precision", "fp32", "--address", cluster.address,
+                                   "-o", str(out), "--json")
+    assert code == 0, err[-3000:]
+    rows = json.loads(stdout)["fits"][0]["measured"]
+    assert len(rows) == 4 and all(len(r["measured_on"]) == 2 for r in rows)  # 2 rounds each
+    assert {d for r in rows for d in r["measured_on"]} == {"loop-pi", "loop-pi-2"}
+    assert all(r["median_ms"] > 0 for r in rows)
+    written = yaml.safe_load(out.read_text())
+    fitted = written["cost_model"]["tflite-xnnpack/fp32"]["fitted"]["1"]
+    assert fitted["measurements"] == 4 and fitted["coefficients"]
+    assert "(Ray lab devices loop-pi, loop-pi-2" in \
+        written["sources"]["calibrated-fp32-1t"]["command"]
+
+
+def test_scale_measure_times_candidates_on_the_lab(cluster, tmp_path):
+    code, out, err = invoke_cli("scale", "--device", "raspberry-pi-4", "--family",
+                                "mobilenet_v2", "--resolution", "96", "--classes", "10",
+                                "--top", "2", "--measure", "--address", cluster.address, "--json")
+    assert code == 0, err[-3000:]
+    doc = json.loads(out)
+    assert len(doc["measured"]) == 2
+    assert all(m["measured_on"] == ["loop-pi", "loop-pi"] and m["measured_ms"] > 0
+               for m in doc["measured"])
+    shape = lambda c: (c["family"], c["width"], c["depth"], c["resolution"])  # noqa: E731
+    assert shape(doc["chosen"]) in {shape(m) for m in doc["measured"]}
+    code, _, err = invoke_cli("scale", "--device", "raspberry-pi-5", "--top", "1",
+                              "--measure", "--address", cluster.address)
+    assert code == 2 and "no node offers it (offered: raspberry-pi-4)" in err, err
 
 
 def test_ctrl_c_exits_130_and_rerun_resumes(tmp_path):

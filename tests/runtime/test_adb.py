@@ -6,12 +6,11 @@ model for real with ai-edge-litert for the per-image accuracy loop."""
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 
 import pytest
 
+import adb_standin
 from conftest import run_cli
 from edgekit.runtime.adb import benchmark_command, big_core_mask, parse_benchmark_output
 
@@ -60,20 +59,10 @@ def test_big_cores_and_flags():
 @pytest.fixture()
 def standin(tmp_path, monkeypatch):
     """PATH with the stand-in adb; a phone folder with benchmark_model in /data/local/tmp."""
-    here = Path(__file__).parents[1]  # tests/, with adb_standin.py
-    bin_dir, root = tmp_path / "bin", tmp_path / "phone"
-    (root / "data/local/tmp").mkdir(parents=True)
-    bin_dir.mkdir()
-    for path, mode in ((bin_dir / "adb", ""), (root / "data/local/tmp/benchmark_model",
-                                                 " benchmark_model")):
-        path.write_text(f'#!/bin/sh\nexec {sys.executable} {here / "adb_standin.py"}{mode} "$@"\n')
-        path.chmod(0o755)
-    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "ADB_STANDIN_ROOT": str(root),
-           "ADB_STANDIN_LOG": str(tmp_path / "adb.log"),
-           "ADB_STANDIN_OUTPUT": str(DATA / "logcat_new.txt")}
+    env = adb_standin.install(tmp_path, output=DATA / "logcat_new.txt")
     for k, v in env.items():
         monkeypatch.setenv(k, v)
-    return env, root, tmp_path / "adb.log"
+    return env, tmp_path / "phone", tmp_path / "adb.log"
 
 
 def _log(path: Path) -> list[dict]:
