@@ -58,12 +58,14 @@ class Step:
     key: Optional[str] = None  # None until the inputs are known (dry-run)
     argv: list[str] = field(default_factory=list)
     record: Optional[dict] = None  # stage.json once done
+    source_suffix: str = ""  # of the model it reads: its input step's output, or the recipe's
 
     @property
     def suffix(self) -> str:
         from types import SimpleNamespace
 
-        return get_stage(self.name).suffix(SimpleNamespace(fmt=self.options.get("fmt")))
+        return get_stage(self.name).suffix(SimpleNamespace(fmt=self.options.get("fmt")),
+                                           self.source_suffix)
 
     @property
     def makes_model(self) -> bool:
@@ -104,6 +106,9 @@ class Pipeline:
             prev = next((s.id for s in reversed(steps) if s.makes_model), None)
             step = Step(stage.index, stage.id, stage.name, {}, {},
                         input=stage.input or prev, device=options.get("device"))
+            source = next((s for s in steps if s.id == step.input), None)
+            step.source_suffix = source.suffix if source else (
+                Path(r.model).suffix.lower() if r.model else "")
             for key, value in options.items():
                 step.options[key], step.keyed[key] = self._resolve(key, value)
             steps.append(step)

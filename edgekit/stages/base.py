@@ -93,6 +93,7 @@ class Stage:
     recipe_output: bool = True  # --save-recipe applies (report and calibrate: no)
     overwrite: bool = True  # --force applies (calibrate always rewrites its profile)
     default_suffix: str = ".keras"
+    onnx_in_onnx_out: bool = False  # without --format, an .onnx source gives an .onnx file
     # it measures on its device, which it must have to itself while it runs (a sweep gives
     # it the device's Ray resource): True, or the name of the option that makes it measure
     measures_on_device: bool | str = False
@@ -107,10 +108,14 @@ class Stage:
         """The command's help: the docstring of the stage's function."""
         return " ".join((self.run.__doc__ or "").split("\n\n")[0].split())
 
-    def suffix(self, options: Options) -> str:
-        """The suffix of the file the stage writes with ``options``."""
+    def suffix(self, options: Options, source_suffix: str = "") -> str:
+        """The suffix of the file the stage writes with ``options`` from a source with
+        ``source_suffix``."""
         fmt = getattr(options, "fmt", None)
-        return f".{fmt}" if fmt else self.default_suffix
+        if fmt:
+            return f".{fmt}"
+        return ".onnx" if self.onnx_in_onnx_out and source_suffix == ".onnx" else \
+            self.default_suffix
 
     def validate(self, values: dict[str, Any]) -> Options:
         """``values`` as this stage's options; a mistake is one BadInput naming the option."""

@@ -134,6 +134,7 @@ def export(model: Path, o: ExportOptions, output: Optional[Path], *, force: bool
 
 
 QUANTIZE = Stage("quantize", QuantizeOptions, quantize, default_suffix=".tflite",
+                 onnx_in_onnx_out=True,
                  source_help="Float model: .keras, .h5, a SavedModel folder, or .onnx "
                              "(quantized to ONNX).",
                  output_help="Output file (default: MODEL_<mode>.<format>).")

@@ -263,6 +263,55 @@ def test_sweep_on_two_nodes_equals_serial_runs(cluster, pi, tmp_path):
     assert again["counts"] == {"jobs": 36, "ran": 0, "cached": 36, "failed": 0, "not_run": 0}
 
 
+# --- models edgekit did not build -----------------------------------------------------------
+USER_RECIPE = """
+schema: edgekit.recipe/1
+name: {name}
+model: {model}
+device: raspberry-pi-4
+stages:
+  - {{stage: quantize, mode: int8, calib: "fashion-mnist-sample:train", calib_size: 100,
+     speed_check: false{extra}}}
+  - {{stage: profile, data: "fashion-mnist-sample:test", limit: 300, runs: 3, warmup: 1,
+     threads: 1, reference: {model}}}
+"""
+
+
+def test_sweep_of_user_models(cluster, shared, tmp_path):
+    """A listed-recipes sweep of a trained keras.applications MobileNetV3Small (its own head,
+    Rescaling in the graph) and a PyTorch MobileNetV2 exported to ONNX with dynamic H and W
+    (normalisation in the graph): each is quantized with the preprocessing its graph states,
+    and profiled on the Pi against its float self."""
+    pytest.importorskip("torch")
+    from conftest import once, once_folder
+    from user_models import torch_onnx, train
+
+    keras_model = shared / "user_mobilenet_v3_small.keras"  # as tests/test_user_models.py
+    with once(keras_model) as todo:
+        if todo:
+            train("mobilenet_v3_small", keras_model, size=32)
+    onnx = once_folder(shared / "torch_onnx", lambda part: torch_onnx(part, size=32))
+    for name, model, extra in [("user-keras", keras_model, ""),
+                               ("user-onnx", onnx / "torch_mnv2_inside.onnx", ", input_size: \"32\"")]:
+        _write(tmp_path, USER_RECIPE.format(name=name, model=model, extra=extra), f"{name}.yaml")
+    path = _write(tmp_path, "schema: edgekit.sweep/1\nname: users\n"
+                            "recipes: [user-keras.yaml, user-onnx.yaml]\n")
+    doc = _sweep(path, "--address", cluster.address, "--runs-dir", tmp_path / "runs",
+                 "--cache-dir", tmp_path / "cache")
+    assert doc["status"] == "passed" and doc["counts"]["ran"] == 4
+    assert {j["where"] for j in doc["jobs"] if j["stage"] == "profile"} == {"loop-pi"}
+    for v in doc["variants"]:
+        stages = json.loads((Path(v["run_dir"]) / "run.json").read_text())["stages"]
+        quantized, profiled = (json.loads(Path(s["output"]["path"]).read_text()
+                                          if s["stage"] == "profile" else
+                                          Path(s["output"]["path"] + ".json").read_text())
+                               for s in stages)
+        assert quantized["preprocessing"]["name"] == "raw", v["name"]  # read from the graph
+        assert profiled["fidelity"]["meaningful"], v["name"]
+        ref, top1 = profiled["reference_accuracy"]["top1"], profiled["accuracy"]["top1"]
+        assert ref > 40 and ref - top1 <= 5.0, (v["name"], ref, top1)
+
+
 # --- faults ----------------------------------------------------------------------------------
 def _titles(pids: list[int]) -> list[str]:
     out = []

@@ -279,6 +279,24 @@ def test_shipped_recipes_plan_and_name_what_they_miss(name, tmp_path):
     assert plan["stages"][-1]["stage"] == "profile"
 
 
+def test_an_onnx_model_quantizes_to_onnx_in_a_recipe(tmp_path):
+    """quantize without --format keeps an ONNX model ONNX: the step's output is .onnx (it
+    was .tflite, which quantize refuses for an ONNX model)."""
+    (tmp_path / "m.onnx").write_bytes(b"x")  # a dry-run reads no content
+    (tmp_path / "r.yaml").write_text(textwrap.dedent("""\
+        schema: edgekit.recipe/1
+        name: onnx-user
+        model: m.onnx
+        stages:
+          - {id: q, stage: quantize, mode: int8, calib: "fashion-mnist-sample:train"}
+          - {stage: profile, data: "fashion-mnist-sample:test"}
+        """))
+    plan = json.loads(run_cli("run", tmp_path / "r.yaml", "--dry-run", "--json", "--runs-dir",
+                              tmp_path / "runs", check=True).stdout)
+    quantize = plan["stages"][0]["command"].split()
+    assert quantize[-2:-1] == ["-o"] and quantize[-1].endswith("/out.onnx"), quantize
+
+
 def test_run_lists_and_refuses_bad_input(tmp_path):
     listing = json.loads(run_cli("run", "--list", "--json", check=True).stdout)
     assert {r["name"] for r in listing["recipes"]} == set(SHIPPED)
