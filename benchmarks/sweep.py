@@ -7,8 +7,11 @@
    ``ray.cluster_utils.Cluster`` on loopback); then, from the measured per-job seconds, jobs
    per hour of a lab of N CPUs and D devices (CPU-bound vs device-bound).
 3. Cache: the same sweep again: wall time and jobs run (goal: 0).
+4. ``calibrate`` (tiny suite, fp32) on this machine's runner against the same through a local
+   Ray (``--lab`` with no devices: ``host`` only): wall ratio, and how far each model's
+   latency moves (the two measure the same CPU, so this is the lab path's own error).
 
-Usage: python benchmarks/sweep.py   (about 10 minutes on 2 cores)
+Usage: python benchmarks/sweep.py   (about 11 minutes on 2 cores)
 """
 
 from __future__ import annotations
@@ -116,9 +119,23 @@ def throughput(folder: Path) -> None:
           f"run, {doc3['counts']['cached']} cached (Ray start-up included)")
 
 
+def calibrate_on_lab(folder: Path) -> None:
+    lab = folder / "lab.yaml"
+    lab.write_text("schema: edgekit.lab/1\ndevices: []\n")
+    args = ["calibrate", "--device", "host", "--suite", "tiny", "--precision", "fp32"]
+    wall1, local = edgekit(*args, "-o", folder / "local.yaml")
+    wall2, ray = edgekit(*args, "--lab", lab, "-o", folder / "lab.yaml.out.yaml")
+    a, b = ({m["model"]: m["median_ms"] for m in d["fits"][0]["measured"]} for d in (local, ray))
+    moves = [100 * (b[k] - a[k]) / a[k] for k in a]
+    print(f"4. calibrate --suite tiny (fp32, {len(a)} models): local runner {wall1:.1f} s, "
+          f"through a local Ray {wall2:.1f} s: ratio {wall2 / wall1:.2f}; per-model latency "
+          f"moved {min(moves):+.1f}% to {max(moves):+.1f}% (one run each)")
+
+
 if __name__ == "__main__":
     sys.path.insert(0, ".")
     folder = out_dir(f"sweep-{int(time.time())}")
     print(f"machine: {machine()}")
     overhead(folder)
     throughput(folder)
+    calibrate_on_lab(folder)
