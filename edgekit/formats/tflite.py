@@ -69,7 +69,8 @@ def convert_tflite(source: Artifact, mode: str = "fp32", representative: Represe
         raise BadInput(f"unknown TFLite mode '{mode}' (known: {', '.join(MODES)})")
     if io_type not in IO_TYPES:
         raise BadInput(f"unknown I/O type '{io_type}' (known: {', '.join(IO_TYPES)})")
-    if mode in ("int8", "int16x8") and representative is None:
+    if mode in ("int8", "int16x8") and representative is None and not (
+            mode == "int8" and model is not None and _is_qat(model)):
         raise BadInput(f"--mode {mode} needs calibration data (--calib)")
     if keep_float and mode != "int8":
         raise BadInput("layers can be kept in float only for --mode int8")
@@ -92,6 +93,12 @@ def convert_tflite(source: Artifact, mode: str = "fp32", representative: Represe
         finally:
             if os.environ.get("EDGEKIT_DEBUG"):
                 print(log())
+
+
+def _is_qat(model) -> bool:
+    from ..optimize.qat import is_qat
+
+    return is_qat(model)
 
 
 def _selective(conv, representative: Representative, keep_float: Sequence[str]) -> bytes:
@@ -144,7 +151,8 @@ def _configure(conv, mode: str, representative: Representative | None, io_type: 
         conv.target_spec.supported_types = [tf.float16]
     elif mode == "int8":
         conv.representative_dataset = representative
-        conv.target_spec.supported_ops = [ops.TFLITE_BUILTINS_INT8]
+        if representative is not None:  # else a QAT model: its fake-quant ops give the ranges
+            conv.target_spec.supported_ops = [ops.TFLITE_BUILTINS_INT8]
         if io_type != "float":
             dtype = {"int8": tf.int8, "uint8": tf.uint8}[io_type]
             conv.inference_input_type = conv.inference_output_type = dtype

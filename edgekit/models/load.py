@@ -25,7 +25,10 @@ def import_keras():
 
 def load_keras(path: str | Path, unsafe: bool = False):
     """Load a Keras model; ``safe_mode`` stays on unless the user passed ``--unsafe``."""
+    from ..optimize.qat import register
+
     keras = import_keras()
+    register()  # a model trained with --qat holds edgekit's fake-quant layers
     path = Path(path)
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=not unsafe)

@@ -1,0 +1,102 @@
+"""The QAT rewrite (edgekit/optimize/qat.py): batch norm folds exactly, the rewritten model
+saves and loads, and TFLite converts it to int8 with no calibration data, with the ranges it
+learned and the same kernels as post-training int8. Accuracy after QAT training is issue 23's
+next step (benchmarks/qat.py); here the ranges come from a pass over training images."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from conftest import once
+from user_models import train, user_input
+
+
+def _ops(data: bytes) -> tuple[Counter, set]:
+    """Op kinds of a .tflite, and the dtypes of every op's outputs."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_content=data)
+    it.allocate_tensors()
+    tensors = {t["index"]: t for t in it.get_tensor_details()}
+    ops = [o for o in it._get_ops_details() if o["op_name"] != "DELEGATE"]
+    return (Counter(o["op_name"] for o in ops),
+            {tensors[i]["dtype"].__name__ for o in ops for i in o["outputs"]})
+
+
+def test_batch_norm_folds_exactly():
+    import keras
+    import tensorflow as tf
+
+    from edgekit.optimize.qat import _folded_weights, to_qat
+
+    rng = np.random.default_rng(0)
+    inp = keras.Input((12, 12, 3))
+    conv = keras.layers.Conv2D(8, 3, use_bias=False)
+    dw = keras.layers.DepthwiseConv2D(3, depth_multiplier=2, use_bias=True)
+    bns = [keras.layers.BatchNormalization(epsilon=1e-3) for _ in range(2)]
+    x = keras.layers.ReLU(6.0)(bns[0](conv(inp)))
+    model = keras.Model(inp, bns[1](dw(x)))
+    for bn in bns:
+        n = bn.gamma.shape[0]
+        bn.set_weights([rng.uniform(0.5, 2, n), rng.normal(0, 1, n), rng.normal(0, 1, n),
+                        rng.uniform(0.1, 3, n)])
+    dw.set_weights([rng.normal(0, 1, dw.kernel.shape), rng.normal(0, 1, 16)])
+    images = rng.normal(0, 1, (4, 12, 12, 3)).astype(np.float32)
+    a = conv(images)
+    k, b = _folded_weights(conv, bns[0])
+    folded = tf.nn.conv2d(images, k, 1, "VALID") + b
+    np.testing.assert_allclose(folded, bns[0](a, training=False), rtol=1e-4, atol=1e-4)
+    h = np.asarray(keras.layers.ReLU(6.0)(bns[0](a, training=False)))
+    k, b = _folded_weights(dw, bns[1])
+    folded = tf.nn.depthwise_conv2d(h, k, [1, 1, 1, 1], "VALID") + b
+    np.testing.assert_allclose(folded, bns[1](dw(h), training=False), rtol=1e-4, atol=1e-4)
+    qat = to_qat(model)
+    kinds = Counter(type(layer).__name__ for layer in qat.layers)
+    assert "BatchNormalization" not in kinds
+    assert kinds["QuantConv2D"] == kinds["QuantDepthwiseConv2D"] == 1
+    assert kinds["FakeQuant"] == 3  # the input, after the ReLU6 (fused), after the depthwise
+
+
+@pytest.fixture(scope="module")
+def mobilenet_v3_small(shared):
+    """A user's keras.applications MobileNetV3Small (Rescaling in the graph, its own head),
+    as tests/test_user_models.py trains it."""
+    path = shared / "user_mobilenet_v3_small.keras"
+    with once(path) as todo:
+        if todo:
+            train("mobilenet_v3_small", path, size=32)
+    return path
+
+
+def test_a_keras_applications_model_converts_with_its_learned_ranges(mobilenet_v3_small,
+                                                                     tmp_path):
+    from edgekit.core.artifacts import Artifact
+    from edgekit.core.data import load_dataset
+    from edgekit.formats.tflite import convert_tflite
+    from edgekit.models.load import load_keras
+    from edgekit.optimize.qat import is_qat, to_qat
+
+    model = load_keras(mobilenet_v3_small)
+    ds = load_dataset("fashion-mnist-sample:train")
+    images = user_input(np.concatenate([b for b, _ in ds.batches(256, 32, 32, 3)])[:256],
+                        "mobilenet_v3_small")
+    qat = to_qat(model)
+    for i in range(0, len(images), 64):  # ranges only: no weights change
+        qat(images[i:i + 64], training=True)
+    path = tmp_path / "qat.keras"
+    qat.save(path)
+    loaded = load_keras(path)
+    assert is_qat(loaded) and not is_qat(model)
+    np.testing.assert_array_equal(loaded(images[:8]), qat(images[:8]))
+
+    source = Artifact(path=path, format="keras", meta={})
+    data = convert_tflite(source, "int8", None, model=loaded)  # no calibration data
+    ptq = convert_tflite(Artifact(path=mobilenet_v3_small, format="keras", meta={}), "int8",
+                         lambda: ([images[i:i + 1]] for i in range(50)), model=model)
+    qat_ops, qat_types = _ops(data)
+    ptq_ops, _ = _ops(ptq)
+    assert qat_types == {"int8"}  # every op runs in int8: no float island, no requantize
+    assert qat_ops == ptq_ops, (qat_ops, ptq_ops)
