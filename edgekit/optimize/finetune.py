@@ -86,7 +86,7 @@ def finetune(source: Artifact, out: Path, data: str, *, val_data: str | None = N
              alpha: float = 0.7, freeze: str | None = None, unfreeze_after: int | None = None,
              augment: str | Sequence[str] | None = None, epochs: int = 10, batch_size: int = 64,
              lr: float = 1e-3, schedule: str = "plateau", patience: int = 3,
-             bn_momentum: float | None = None,
+             bn_momentum: float | None = None, qat: bool = False,
              limit: int | None = None, seed: int = 0, preprocessing: dict | None = None,
              teacher_preprocessing: str | None = None, force: bool = False,
              unsafe: bool = False, on_batch: Callable | None = None,
@@ -132,13 +132,21 @@ def finetune(source: Artifact, out: Path, data: str, *, val_data: str | None = N
     head = output_classes(model) != classes
     if head:
         probs, logits = new_head(probs, classes)
+    if qat:  # trained as TFLite int8 runs it; the first batch sets the activation ranges
+        from .qat import is_qat, to_qat
+
+        if is_qat(probs):
+            raise BadInput(f"{source.path} was already trained with --qat: fine-tune it "
+                           "without --qat (it keeps its fake-quant layers)")
+        probs, logits = classifier_parts(to_qat(probs))
     frozen = frozen_layers(probs, freeze)
     bns = [layer for layer in probs.layers if isinstance(layer, keras.layers.BatchNormalization)]
     momenta = [layer.momentum for layer in bns]
     if bn_momentum is not None:  # for this run only: the saved model keeps its own
         for layer in bns:
             layer.momentum = bn_momentum
-    start = None if head else top1(probs, train_data.val, view)  # a new head starts at chance
+    # a new head starts at chance; a QAT model has no ranges before its first batch
+    start = None if head or qat else top1(probs, train_data.val, view)
     start_weights = [v.numpy() for v in probs.weights]
     on_status("training")
     try:
@@ -155,7 +163,8 @@ def finetune(source: Artifact, out: Path, data: str, *, val_data: str | None = N
     if kept_start:  # training did not beat the model it started from: keep that one
         for v, w in zip(probs.weights, start_weights):
             v.assign(w)
-    spec = source_spec(source)
+    # a QAT model is no longer the zoo's spec: nothing may rebuild it from one
+    spec = None if qat else source_spec(source)
     if spec is not None and head:
         spec = replace(spec, classes=classes)
     config = {"data": data, "val_data": train_data.val_source, "classes": classes,
@@ -163,6 +172,7 @@ def finetune(source: Artifact, out: Path, data: str, *, val_data: str | None = N
               "unfreeze_after": unfreeze_after, "augment": augment, "epochs": epochs,
               "batch_size": batch_size, "lr": lr, "schedule": schedule, "patience": patience,
               "bn_momentum": bn_momentum, "limit": limit, "seed": seed,
+              "qat": _qat_record(source) if qat else None,
               "teacher": _teacher_record(teacher, teach, temperature, alpha) if teach else None,
               "image_size": list(size)}
     return save_child(probs, source, out, "finetune", config, preprocessing=view.preprocessing,
@@ -172,6 +182,15 @@ def finetune(source: Artifact, out: Path, data: str, *, val_data: str | None = N
                                 "val_images": len(train_data.val),
                                 "start_val_accuracy": None if start is None else round(start, 2),
                                 "kept_start": kept_start})
+
+
+def _qat_record(source: Artifact) -> dict:
+    """What --qat did, and the float model it started from."""
+    from .qat import MOMENTUM
+
+    return {"scheme": "tflite int8: batch norm folded, weights per channel symmetric (dense "
+                      "per tensor), activations per tensor", "range_momentum": MOMENTUM,
+            "float_parent": {"path": str(source.path), "sha256": source.sha256}}
 
 
 def _teacher_record(path: Path, teacher: Teacher, temperature: float, alpha: float) -> dict:

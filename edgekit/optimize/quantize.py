@@ -58,7 +58,7 @@ def quantize_tflite(source: Artifact, out: Path, mode: str, calib: str | None = 
         raise BadInput(f"{source.path}: quantize needs a float Keras model or SavedModel, "
                        f"not a {source.format} file")
     needs_calib = mode in ("int8", "int16x8")
-    if needs_calib and not calib:
+    if needs_calib and not calib and source.format != "keras":
         raise BadInput(f"--mode {mode} needs calibration data: --calib DATASET "
                        "(e.g. fashion-mnist-sample:train or a folder of images)")
     representative, model = None, None
@@ -70,6 +70,10 @@ def quantize_tflite(source: Artifact, out: Path, mode: str, calib: str | None = 
                                     str(source.path))
             if input_size is not None:
                 config["input_size"] = list(input_size)
+            needs_calib = _calibrated_by_training(model, source, mode, calib, config)
+        if needs_calib and not calib:
+            raise BadInput(f"--mode {mode} needs calibration data: --calib DATASET "
+                           "(e.g. fashion-mnist-sample:train or a folder of images)")
         if needs_calib:
             samples = calibration_batches(source, calib, calib_size, _input_hwc(source, model))
             representative = _representative(samples, progress)
@@ -88,12 +92,29 @@ def quantize_tflite(source: Artifact, out: Path, mode: str, calib: str | None = 
             from ..formats.tflite import record_gpu_check
 
             art = record_gpu_check(art)
-        if speed_check and target == "cpu":
+        if speed_check and target == "cpu" and "qat" not in config:
             from .speed import record_speed
 
             art = record_speed(art, lambda p: p.write_bytes(
                 convert_tflite(source, "fp32", unsafe=unsafe, model=model)), threads)
     return art
+
+
+def _calibrated_by_training(model, source: Artifact, mode: str, calib: str | None,
+                            config: dict) -> bool:
+    """Whether ``mode`` needs calibration data for ``model``: not for int8 of a model trained
+    with --qat (its fake-quant layers hold the ranges), which converts to int8 only."""
+    from .qat import is_qat
+
+    if not is_qat(model):
+        return mode in ("int8", "int16x8")
+    if mode != "int8":
+        raise BadInput(f"{source.path} was trained with --qat: it converts to int8 only (its "
+                       f"ranges are int8's); quantize its float parent for --mode {mode}")
+    if calib:
+        log.info("--calib is not used: the ranges come from quantization-aware training")
+    config["qat"] = {"ranges": "the model's fake-quant layers (quantization-aware training)"}
+    return False
 
 
 def tflite_sensitivity(source: Artifact, calib: str, calib_size: int = DEFAULT_CALIB_SIZE,

@@ -138,6 +138,10 @@ def classifier_parts(model) -> tuple[Any, Any]:
     if isinstance(model, keras.Sequential):  # the same layers as a functional graph
         model = keras.Model(model.inputs, model.outputs, name=model.name)
     last = model.layers[-1]
+    if type(last).__name__ == "FakeQuant":  # a QAT model: softmax, then its fixed range
+        before = last.input._keras_history.operation
+        if _softmax(before, keras):
+            return model, keras.Model(model.inputs, before.input)
     if _softmax(last, keras):
         return model, keras.Model(model.inputs, last.input)
     if isinstance(last, keras.layers.Dense) and _is_softmax_fn(last.activation):

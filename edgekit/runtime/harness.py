@@ -156,6 +156,11 @@ class KerasModel:
             tf.config.threading.set_intra_op_parallelism_threads(threads)
             tf.config.threading.set_inter_op_parallelism_threads(1)
         import keras
+        try:  # a model trained with edgekit's --qat holds its fake-quant layers
+            from edgekit.optimize.qat import register
+            register()
+        except ImportError:  # a device without edgekit: plain Keras models only
+            pass
         self.runtime, self.version = "keras", keras.__version__
         self.model = keras.saving.load_model(path, compile=False, safe_mode=True)
         self.n_outputs = len(self.model.outputs)

@@ -123,6 +123,9 @@ class FinetuneOptions(Options):
                            "(learning rate cut after one fewer).")
     bn_momentum: Optional[float] = option(None, "Batch-norm momentum while training (e.g. 0.9 "
                                           "for short runs).")
+    qat: bool = option(False, "Quantization-aware training: train the model as TFLite int8 "
+                       "runs it (batch norm folded, weights and activations fake-quantized); "
+                       "`quantize --mode int8` then needs no --calib. Use a low --lr (1e-4).")
     batch_size: int = option(64, BATCH_HELP)
     val_data: Optional[str] = option(None, VAL_HELP)
     limit: Optional[int] = option(None, LIMIT_HELP)
@@ -151,7 +154,7 @@ def finetune(model: Path, o: FinetuneOptions, output: Optional[Path], *, force: 
                  teacher=o.teacher, temperature=o.temperature, alpha=o.alpha, freeze=o.freeze,
                  unfreeze_after=o.unfreeze_after, augment=o.augment, epochs=o.epochs,
                  batch_size=o.batch_size, lr=o.lr, schedule=o.schedule, patience=o.patience,
-                 bn_momentum=o.bn_momentum, limit=o.limit, seed=o.seed,
+                 bn_momentum=o.bn_momentum, qat=o.qat, limit=o.limit, seed=o.seed,
                  preprocessing=source.preprocessing,
                  teacher_preprocessing=o.teacher_preprocessing, force=force, unsafe=o.unsafe,
                  **_callbacks(reporter))

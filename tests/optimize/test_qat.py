@@ -6,6 +6,7 @@ next step (benchmarks/qat.py); here the ranges come from a pass over training im
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -100,3 +101,34 @@ def test_a_keras_applications_model_converts_with_its_learned_ranges(mobilenet_v
     ptq_ops, _ = _ops(ptq)
     assert qat_types == {"int8"}  # every op runs in int8: no float island, no requantize
     assert qat_ops == ptq_ops, (qat_ops, ptq_ops)
+
+
+def test_finetune_qat_then_quantize_with_no_calibration(trained_keras, tmp_path):
+    """The user's path: `finetune --qat`, then `quantize --mode int8` with no --calib; the
+    int8 file keeps the QAT model's accuracy on the test split."""
+    import json
+
+    from conftest import run_cli
+
+    qat, out = tmp_path / "qat.keras", tmp_path / "qat.tflite"
+    doc = json.loads(run_cli("finetune", trained_keras, "--qat", "--data",
+                             "fashion-mnist-sample:train", "--epochs", "1", "--lr", "1e-4",
+                             "-o", qat, "--json", check=True).stdout)
+    record = json.loads(qat.with_name("qat.keras.json").read_text())
+    assert "per channel" in json.dumps(record) and doc["path"] == str(qat)
+    parent = json.loads(Path(f"{trained_keras}.json").read_text())
+    assert parent["sha256"] in json.dumps(record)  # the float parent is recorded
+    q = json.loads(run_cli("quantize", qat, "--mode", "int8", "-o", out, "--json",
+                           check=True).stdout)
+    assert "quantization-aware" in json.dumps(q)
+    r = json.loads(run_cli("profile", out, "--data", "fashion-mnist-sample:test", "--reference",
+                           qat, "--runs", "3", "--warmup", "1", "--threads", "1", "--json",
+                           check=True).stdout)
+    assert r["fidelity"]["meaningful"] and r["reference_accuracy"]["top1"] > 40
+    assert abs(r["accuracy"]["top1"] - r["reference_accuracy"]["top1"]) <= 2.0
+    for args, words in [(("quantize", qat, "--mode", "fp16", "-o", tmp_path / "f.tflite"),
+                         "converts to int8 only"),
+                        (("finetune", qat, "--qat", "--data", "fashion-mnist-sample:train",
+                          "-o", tmp_path / "again.keras"), "already trained with --qat")]:
+        proc = run_cli(*args)
+        assert proc.returncode == 2 and words in proc.stderr, proc.stderr
