@@ -132,3 +132,30 @@ def test_finetune_qat_then_quantize_with_no_calibration(trained_keras, tmp_path)
                           "-o", tmp_path / "again.keras"), "already trained with --qat")]:
         proc = run_cli(*args)
         assert proc.returncode == 2 and words in proc.stderr, proc.stderr
+
+
+def test_a_recipe_plans_qat_and_int8_without_calibration(tmp_path):
+    """`qat: true` on a recipe's finetune stage is an option like any other (its command,
+    and so its cache key); the quantize after it needs no calib."""
+    import json
+
+    from conftest import run_cli
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("""schema: edgekit.recipe/1
+name: qat-plan
+zoo: {family: mobilenet_v2, width: 0.35, depth: 0.3, resolution: 32, classes: 10}
+datasets: {train: "fashion-mnist-sample:train"}
+stages:
+  - {id: qat, stage: finetune, data: "@train", epochs: 1, lr: 0.0001, qat: true}
+  - {stage: quantize, mode: int8}
+""")
+    plain = recipe.read_text().replace(", qat: true", "")
+    plans = []
+    for text in (recipe.read_text(), plain):
+        recipe.write_text(text)
+        plans.append(json.loads(run_cli("run", recipe, "--dry-run", "--json", "--runs-dir",
+                                        tmp_path / "runs", check=True).stdout))
+    with_qat, without = ([s for s in p["stages"] if s["stage"] == "finetune"][0] for p in plans)
+    assert " --qat " in with_qat["command"] and "--qat" not in without["command"]
+    assert plans[0]["problems"] == []
