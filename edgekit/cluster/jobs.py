@@ -105,13 +105,23 @@ def _local(value: Any, seen: dict[str, str]) -> Any:
     return value
 
 
+def same_version(driver: str) -> None:
+    """Refuse (exit 3) a job from a driver running another edgekit than this node."""
+    from .. import __version__
+    from ..core.errors import EnvironmentProblem
+
+    if driver != __version__:
+        raise EnvironmentProblem(f"this node runs edgekit {__version__}, the driver {driver}: "
+                                 "install the same version on both")
+
+
 def run_job(spec: dict) -> dict:
     """Run one stage on this node (the body of the Ray task). Returns the output's bytes, or
     the EdgekitError that stopped it, with where it ran."""
     import ray
 
     from .. import __version__
-    from ..core.errors import EdgekitError, EnvironmentProblem
+    from ..core.errors import EdgekitError
     from ..stages import get as get_stage
     from ..stages.base import QUIET
     from .lab import check, claim, connection
@@ -122,9 +132,7 @@ def run_job(spec: dict) -> dict:
     work = Path(tempfile.mkdtemp(prefix="edgekit-job-"))
     seen: dict[str, str] = {}
     try:
-        if spec["edgekit"] != __version__:
-            raise EnvironmentProblem(f"this node runs edgekit {__version__}, the driver "
-                                     f"{spec['edgekit']}: install the same version on both")
+        same_version(spec["edgekit"])
         source = _local(spec["source"], seen)
         values = {k: _local(v, seen) for k, v in spec["values"].items()}
         stage = get_stage(spec["stage"])

@@ -145,10 +145,11 @@ def _row(spec, precision: str, threads: int, size: int, rounds: list[dict]) -> d
 
 def _convert(spec, precision: str, version: str) -> tuple[int, bytes]:
     """Ray task: the spec as .tflite bytes (and their size, for the driver)."""
-    from ..models.load import quiet_tensorflow
     from ..estimate.timing import convert_spec
+    from ..models.load import quiet_tensorflow
+    from .jobs import same_version
 
-    _same_version(version)
+    same_version(version)
     quiet_tensorflow()
     with tempfile.TemporaryDirectory(prefix="edgekit-conv-") as tmp:
         data = convert_spec(spec, precision, Path(tmp) / "model.tflite").read_bytes()
@@ -161,12 +162,13 @@ def _time(model: bytes, device: str, input_shape: list[int], threads: int,
     import ray
 
     from ..estimate.timing import time_tflite
+    from .jobs import same_version
     from .lab import check, claim, runner_for
 
     where = {"node": ray.get_runtime_context().get_node_id(), "hostname": platform.node(),
              "device": None}
     try:
-        _same_version(version)
+        same_version(version)
         with claim(device) as d, tempfile.TemporaryDirectory(prefix="edgekit-lat-") as tmp:
             where["device"] = d.name
             check(d, timeout_s)
@@ -180,11 +182,3 @@ def _time(model: bytes, device: str, input_shape: list[int], threads: int,
         return {**where, "ok": True, **timed}
     except EdgekitError as exc:
         return {**where, "ok": False, "error": str(exc), "code": int(exc.code)}
-
-
-def _same_version(version: str) -> None:
-    from .. import __version__
-
-    if version != __version__:
-        raise EnvironmentProblem(f"this node runs edgekit {__version__}, the driver {version}: "
-                                 "install the same version on both")
