@@ -125,9 +125,11 @@ class Sweep:
             self.variants = self._variants()
         finally:
             shutil.rmtree(self._tmp, ignore_errors=True)
+        from ..stages.profile import LabOptions
+
         for v in self.variants:
             for step in v.pipe.steps:
-                lab = [k for k in ("address", "lab") if step.options.get(k) is not None]
+                lab = [k for k in LabOptions.model_fields if step.options.get(k) is not None]
                 if lab:
                     raise BadInput(f"{self.path}: variant {v.name}, step {step.id}: {lab[0]} "
                                    "has no place in a sweep (its jobs already run on the "

@@ -69,8 +69,10 @@ def convert_tflite(source: Artifact, mode: str = "fp32", representative: Represe
         raise BadInput(f"unknown TFLite mode '{mode}' (known: {', '.join(MODES)})")
     if io_type not in IO_TYPES:
         raise BadInput(f"unknown I/O type '{io_type}' (known: {', '.join(IO_TYPES)})")
+    from ..optimize.qat import is_qat
+
     if mode in ("int8", "int16x8") and representative is None and not (
-            mode == "int8" and model is not None and _is_qat(model)):
+            mode == "int8" and model is not None and is_qat(model)):
         raise BadInput(f"--mode {mode} needs calibration data (--calib)")
     if keep_float and mode != "int8":
         raise BadInput("layers can be kept in float only for --mode int8")
@@ -95,10 +97,16 @@ def convert_tflite(source: Artifact, mode: str = "fp32", representative: Represe
                 print(log())
 
 
-def _is_qat(model) -> bool:
-    from ..optimize.qat import is_qat
+def float_ops(data: bytes) -> list[str]:
+    """The ops of a .tflite that compute in float (an output of float type), by kind."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    return is_qat(model)
+    it = Interpreter(model_content=data, experimental_op_resolver_type=(
+        OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))  # the graph's own ops, undelegated
+    tensors = {t["index"]: t for t in it.get_tensor_details()}
+    return sorted({op["op_name"] for op in it._get_ops_details()  # no public API lists ops
+                   if any(tensors[i]["dtype"].__name__.startswith("float")
+                          for i in op["outputs"] if i in tensors)})
 
 
 def _selective(conv, representative: Representative, keep_float: Sequence[str]) -> bytes:

@@ -248,14 +248,14 @@ def to_qat(model):
         config = op.get_config()
         kind = type(op).__name__
         if kind in ("Conv2D", "DepthwiseConv2D", "Dense"):
-            act = _act(op)
-            if act is not None and act not in FUSES:
+            moved = _act(op) if _act(op) not in (None, *FUSES) else None
+            if moved:  # TFLite runs it as an op of its own, with its own range
                 config["activation"] = None
             if op.name in folds:
                 config["use_bias"] = True
             new = classes[kind].from_config(config)
-            if act is not None and act not in FUSES:
-                split[id(new)] = act
+            if moved:
+                split[id(new)] = moved
         else:
             new = op.__class__.from_config(config)
         old_of[id(new)] = op
@@ -313,7 +313,7 @@ def _copy_weights(old_model, new_model, folds: dict[str, Any]) -> None:
     new_by_name = {layer.name: layer for layer in new_model.layers}
     for layer in old_model.layers:
         new = new_by_name.get(layer.name)
-        if new is None or isinstance(layer, keras.layers.BatchNormalization) and not new.weights:
+        if new is None:  # a batch norm folded away
             continue
         if isinstance(layer, keras.Model):
             _copy_weights(layer, new, folds)

@@ -58,9 +58,6 @@ def quantize_tflite(source: Artifact, out: Path, mode: str, calib: str | None = 
         raise BadInput(f"{source.path}: quantize needs a float Keras model or SavedModel, "
                        f"not a {source.format} file")
     needs_calib = mode in ("int8", "int16x8")
-    if needs_calib and not calib and source.format != "keras":
-        raise BadInput(f"--mode {mode} needs calibration data: --calib DATASET "
-                       "(e.g. fashion-mnist-sample:train or a folder of images)")
     representative, model = None, None
     config = {"engine": "tflite", "mode": mode}
     with ctrl_c_stops():  # a Ctrl-C that Keras' loading swallows still stops before writing
@@ -86,6 +83,13 @@ def quantize_tflite(source: Artifact, out: Path, mode: str, calib: str | None = 
             config["float_layers"] = list(exclude)
         data = convert_tflite(source, mode, representative, io_type=io_type, unsafe=unsafe,
                               model=model, keep_float=exclude)
+        if "qat" in config:  # an op the rewrite left without a range stays float: say so
+            from ..formats.tflite import float_ops
+
+            config["qat"]["float_ops"] = float_ops(data)
+            if config["qat"]["float_ops"]:
+                log.warning("ops left in float (no range from training): %s",
+                            ", ".join(config["qat"]["float_ops"]))
     art = write_tflite(data, source, out, force, "quantize", config, precision=mode)
     with undo_on_failure(out):  # the checks below complete the artifact: all or nothing
         if target == "gpu":

@@ -121,6 +121,8 @@ def test_finetune_qat_then_quantize_with_no_calibration(trained_keras, tmp_path)
     q = json.loads(run_cli("quantize", qat, "--mode", "int8", "-o", out, "--json",
                            check=True).stdout)
     assert "quantization-aware" in json.dumps(q)
+    recorded = json.loads(Path(f"{out}.json").read_text())
+    assert recorded["stage"]["config"]["qat"]["float_ops"] == []  # every op has its range
     r = json.loads(run_cli("profile", out, "--data", "fashion-mnist-sample:test", "--reference",
                            qat, "--runs", "3", "--warmup", "1", "--threads", "1", "--json",
                            check=True).stdout)
