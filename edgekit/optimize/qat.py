@@ -276,6 +276,10 @@ def to_qat(model):
         if isinstance(op, keras.Model):
             return out  # ranged inside
         name, act = old.name, split.get(id(op))
+        if act == "hard_sigmoid":  # relu6(x + 3) / 6: +3 folds into the bias, relu6 fuses
+            out = keras.layers.ReLU(6.0, name=f"{name}_relu6")(keras.ops.add(out, 3.0))
+            out = _range(out, None, f"{name}_relu6_fq")
+            return _range(keras.ops.multiply(out, 1 / 6), (0.0, 1.0), f"{name}_fq")
         if act is not None:  # the op, its range, then its activation (and that one's range)
             out = _range(out, None, f"{name}_fq")
             name = f"{old.name}_{act}"

@@ -48,8 +48,11 @@ def quantize_tflite(source: Artifact, out: Path, mode: str, calib: str | None = 
                     force: bool = False, unsafe: bool = False,
                     progress: Progress | None = None, target: str = "cpu",
                     exclude: Sequence[str] = (), speed_check: bool = True, threads: int = 1,
-                    input_size: tuple[int, int] | None = None, **_ignored) -> Artifact:
-    """Quantize a float Keras/SavedModel artifact to a TFLite file in ``mode``."""
+                    input_size: tuple[int, int] | None = None, float_islands: bool = True,
+                    **_ignored) -> Artifact:
+    """Quantize a float Keras/SavedModel artifact to a TFLite file in ``mode``; for a CPU, the
+    int8 ops XNNPACK cannot run (``formats.islands``) run in float unless ``float_islands`` is
+    False."""
     if mode not in TFLITE_MODES:
         raise BadInput(f"unknown quantization mode '{mode}' (known: {', '.join(TFLITE_MODES)})")
     if io_type not in IO_TYPES:
@@ -90,6 +93,12 @@ def quantize_tflite(source: Artifact, out: Path, mode: str, calib: str | None = 
             if config["qat"]["float_ops"]:
                 log.warning("ops left in float (no range from training): %s",
                             ", ".join(config["qat"]["float_ops"]))
+        if mode == "int8" and target == "cpu" and float_islands:
+            from ..formats.islands import float_islands as islands
+
+            data, moved = islands(data)
+            if moved:
+                config["float_islands"] = moved
     art = write_tflite(data, source, out, force, "quantize", config, precision=mode)
     with undo_on_failure(out):  # the checks below complete the artifact: all or nothing
         if target == "gpu":

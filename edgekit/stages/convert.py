@@ -35,6 +35,10 @@ class QuantizeOptions(Options):
                                "and warn if it is not faster (CPU targets).",
                                "--speed-check/--no-speed-check")
     threads: int = option(1, "Threads for the speed check.")
+    float_islands: bool = option(True, "TFLite int8, --target cpu: run HARD_SWISH and unfused "
+                                 "RELU6 in float between int8 ops (XNNPACK has no int8 kernel "
+                                 "for them: 35x slower); --no-float-islands keeps every op int8.",
+                                 "--float-islands/--no-float-islands")
     preprocessing: Optional[str] = option(None, PREP_HELP)
     input_size: Optional[str] = option(None, INPUT_SIZE_HELP)
     unsafe: bool = option(False, UNSAFE_HELP)
@@ -78,7 +82,7 @@ def quantize(model: Path, o: QuantizeOptions, output: Optional[Path], *, force: 
     kwargs = dict(calib=o.calib, calib_size=o.calib_size, io_type=o.io_type, target=o.target,
                   engine=engine, opset=o.opset, exclude=list(o.keep_float),
                   speed_check=o.speed_check, threads=o.threads, force=force, unsafe=o.unsafe,
-                  input_size=size)
+                  input_size=size, float_islands=o.float_islands)
     if o.max_drop is not None:
         from ..optimize.accuracy import accuracy_aware
 

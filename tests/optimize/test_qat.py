@@ -161,3 +161,57 @@ stages:
     with_qat, without = ([s for s in p["stages"] if s["stage"] == "finetune"][0] for p in plans)
     assert " --qat " in with_qat["command"] and "--qat" not in without["command"]
     assert plans[0]["problems"] == []
+
+
+def test_hard_swish_runs_in_a_float_island(mobilenet_v3_small, tmp_path):
+    """Issue 23, point 5: XNNPACK has no int8 HARD_SWISH, so `quantize` for the CPU runs each
+    one in float between a DEQUANTIZE and a QUANTIZE; predictions stay those of int8."""
+    import json
+
+    from conftest import run_cli
+    from edgekit.core.data import load_dataset
+    from edgekit.formats.islands import float_islands
+
+    out = tmp_path / "q.tflite"
+    run_cli("quantize", mobilenet_v3_small, "--mode", "int8", "--calib",
+            "fashion-mnist-sample:train", "--calib-size", "50", "--no-speed-check", "-o", out,
+            "--json", check=True)
+    config = json.loads(Path(f"{out}.json").read_text())["stage"]["config"]
+    ops, _ = _ops(out.read_bytes())
+    assert config["float_islands"] == {"HARD_SWISH": ops["HARD_SWISH"]} and ops["HARD_SWISH"]
+    assert ops["DEQUANTIZE"] == ops["QUANTIZE"] == ops["HARD_SWISH"]
+    run_cli("quantize", mobilenet_v3_small, "--mode", "int8", "--calib",
+            "fashion-mnist-sample:train", "--calib-size", "50", "--no-speed-check",
+            "--no-float-islands", "-o", tmp_path / "all.tflite", "--json", check=True)
+    all_int8 = (tmp_path / "all.tflite").read_bytes()
+    all_ops, types = _ops(all_int8)
+    assert "DEQUANTIZE" not in all_ops and types == {"int8"}
+    again, moved = float_islands(all_int8)
+    assert moved == config["float_islands"] and _ops(again)[0] == ops
+
+    from ai_edge_litert.interpreter import Interpreter
+
+    test = load_dataset("fashion-mnist-sample:test")
+    images = user_input(np.concatenate([b for b, _ in test.batches(200, 32, 32, 3)])[:200],
+                        "mobilenet_v3_small")
+
+    def top1(data: bytes) -> np.ndarray:
+        it = Interpreter(model_content=data)
+        it.allocate_tensors()
+        i, o = it.get_input_details()[0], it.get_output_details()[0]
+        scale, zero = i["quantization"]
+        picks = []
+        for x in images:
+            it.set_tensor(i["index"], np.clip(np.round(x[None] / scale + zero), -128, 127)
+                          .astype(np.int8))
+            it.invoke()
+            picks.append(int(it.get_tensor(o["index"]).argmax()))
+        return np.array(picks)
+
+    from edgekit.models.load import load_keras
+
+    floats = np.asarray(load_keras(mobilenet_v3_small).predict(images, verbose=0)).argmax(1)
+    island, plain = top1(out.read_bytes()), top1(all_int8)
+    assert len(set(floats)) > 3  # a trained model, not a constant one
+    # the island computes hard-swish exactly on the int8 values: as close to float as int8
+    assert (island == floats).mean() >= (plain == floats).mean() - 0.02
