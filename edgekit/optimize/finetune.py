@@ -132,10 +132,11 @@ def finetune(source: Artifact, out: Path, data: str, *, val_data: str | None = N
     head = output_classes(model) != classes
     if head:
         probs, logits = new_head(probs, classes)
-    if qat:  # trained as TFLite int8 runs it; the first batch sets the activation ranges
-        from .qat import is_qat, to_qat
+    from .qat import is_qat, to_qat
 
-        if is_qat(probs):
+    trained_qat = is_qat(probs)  # fine-tuned further, it stays a QAT model
+    if qat:  # trained as TFLite int8 runs it; the first batch sets the activation ranges
+        if trained_qat:
             raise BadInput(f"{source.path} was already trained with --qat: fine-tune it "
                            "without --qat (it keeps its fake-quant layers)")
         probs, logits = classifier_parts(to_qat(probs))
@@ -172,7 +173,8 @@ def finetune(source: Artifact, out: Path, data: str, *, val_data: str | None = N
               "unfreeze_after": unfreeze_after, "augment": augment, "epochs": epochs,
               "batch_size": batch_size, "lr": lr, "schedule": schedule, "patience": patience,
               "bn_momentum": bn_momentum, "limit": limit, "seed": seed,
-              "qat": _qat_record(source) if qat else None,
+              "qat": _qat_record(source) if qat else _qat_continued(source) if trained_qat
+              else None,
               "teacher": _teacher_record(teacher, teach, temperature, alpha) if teach else None,
               "image_size": list(size)}
     return save_child(probs, source, out, "finetune", config, preprocessing=view.preprocessing,
@@ -191,6 +193,13 @@ def _qat_record(source: Artifact) -> dict:
     return {"scheme": "tflite int8: batch norm folded, weights per channel symmetric (dense "
                       "per tensor), activations per tensor", "range_momentum": MOMENTUM,
             "float_parent": {"path": str(source.path), "sha256": source.sha256}}
+
+
+def _qat_continued(source: Artifact) -> dict:
+    """The record of more training of a QAT model: its own QAT record, and the model."""
+    config = ((source.meta.get("stage") or {}).get("config") or {}).get("qat") or {}
+    return {**{k: v for k, v in config.items() if k != "continued_from"},
+            "continued_from": {"path": str(source.path), "sha256": source.sha256}}
 
 
 def _teacher_record(path: Path, teacher: Teacher, temperature: float, alpha: float) -> dict:

@@ -29,7 +29,13 @@ class QuantizeOptions(Options):
                                        "--data; the most sensitive layers are kept in float "
                                        "until it holds.")
     max_float_layers: Optional[int] = option(None, "With --max-drop: keep at most this many "
-                                             "layers in float.")
+                                             "layers in float (0: none; with --qat-epochs, "
+                                             "go from PTQ straight to QAT).")
+    qat_epochs: int = option(0, "With --max-drop (TFLite): if no number of float layers meets "
+                             "it, train the model with --qat for this many epochs on --qat-data "
+                             "and convert that (every layer int8).")
+    qat_data: Optional[str] = option(None, "Labelled training data for --qat-epochs (folder of "
+                                     "class folders, .npz, IDX or fashion-mnist[-sample]:train).")
     keep_float: list[str] = option([], "Layer/node name to keep in float (repeatable).")
     speed_check: bool = option(True, "Time the result against the float model on this machine "
                                "and warn if it is not faster (CPU targets).",
@@ -72,6 +78,11 @@ def quantize(model: Path, o: QuantizeOptions, output: Optional[Path], *, force: 
         raise BadInput("--max-drop and --data go together: the drop is measured on --data")
     if o.max_drop is not None and o.max_drop < 0:
         raise BadInput(f"--max-drop must be >= 0 (got {o.max_drop})")
+    if o.qat_epochs < 0:
+        raise BadInput(f"--qat-epochs must be >= 0 (got {o.qat_epochs})")
+    if (o.qat_epochs or o.qat_data) and o.max_drop is None:
+        raise BadInput("--qat-epochs and --qat-data are a step of --max-drop: give --data and "
+                       "--max-drop (or train with `edgekit finetune --qat`)")
     if o.threads < 1:
         raise BadInput(f"--threads must be at least 1 (got {o.threads})")
     output = output or default_output(model, caps["suffix"], o.mode)
@@ -86,11 +97,12 @@ def quantize(model: Path, o: QuantizeOptions, output: Optional[Path], *, force: 
     if o.max_drop is not None:
         from ..optimize.accuracy import accuracy_aware
 
-        if o.max_float_layers is not None and o.max_float_layers < 1:
-            raise BadInput(f"--max-float-layers must be at least 1 (got {o.max_float_layers})")
+        if o.max_float_layers is not None and o.max_float_layers < 0:
+            raise BadInput(f"--max-float-layers must be >= 0 (got {o.max_float_layers})")
         reporter.progress(0, None, "accuracy-aware quantization")
         return accuracy_aware(entry.load(), source, output, o.mode, data=o.data, fmt=fmt,
                               max_float_layers=o.max_float_layers, max_drop=o.max_drop,
+                              qat_epochs=o.qat_epochs, qat_data=o.qat_data,
                               progress=reporter.progress, **kwargs)
     reporter.progress(0, None if o.calib else 1,
                       f"calibrating {o.mode}" if o.calib else f"converting to {o.mode}")

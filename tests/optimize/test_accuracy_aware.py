@@ -73,3 +73,44 @@ def test_max_drop_run_records_what_it_did(workdir, trained_keras, fmt):
             node = nodes[name]
             if node.op_type in ("Conv", "Gemm", "MatMul") and node.input[1] in producer:
                 assert producer[node.input[1]].op_type != "DequantizeLinear", name
+
+
+@pytest.mark.slow
+def test_max_drop_falls_back_to_qat(workdir, trained_keras):
+    """PTQ from one calibration image, no float layer allowed, a limit of 0 points: the QAT
+    step runs (1 epoch on the sample's train split). The record lists every step and says
+    which met the limit; a QAT model that was chosen is kept beside the output, one that was
+    not is removed."""
+    out = workdir / "aa_qat.tflite"
+    qat_model = workdir / "aa_qat_qat.keras"
+    proc = run_cli("quantize", trained_keras, "--mode", "int8", "--calib",
+                   "fashion-mnist-sample:train", "--calib-size", "1", "--data", DATA,
+                   "--max-drop", "0", "--max-float-layers", "0", "--qat-epochs", "1",
+                   "--qat-data", "fashion-mnist-sample:train", "--no-speed-check", "-o", out,
+                   "--force", "--json")
+    assert proc.returncode in (0, 1), proc.stderr[-2000:]
+    rec = json.loads(out.with_name(out.name + ".json").read_text())["accuracy_aware"]
+    steps = [s["step"] for s in rec["steps"]]
+    if rec["steps"][0]["drop"] <= 0:  # one image calibrated well enough: nothing more to do
+        assert steps == ["ptq"] and rec["met_by"] == "ptq"
+        pytest.skip("plain int8 met a limit of 0 points")
+    assert steps == ["ptq", "qat"] and rec["float_layers"] == []
+    qat = rec["steps"][1]
+    assert rec["step"] == ("qat" if qat["drop"] < rec["steps"][0]["drop"] else "ptq")
+    assert rec["met_by"] == (rec["step"] if rec["met"] else None)
+    assert qat_model.exists() == (rec["step"] == "qat")
+    if rec["step"] == "qat":
+        assert rec["qat"] == {"epochs": 1, "model": str(qat_model)}
+        assert rec["top1"] == qat["top1"]
+
+
+def test_qat_step_needs_its_data_and_a_limit(tmp_path, trained_keras):
+    for args, words in [(("--qat-epochs", "1"), "step of --max-drop"),
+                        (("--data", DATA, "--max-drop", "1", "--qat-epochs", "1"),
+                         "--qat-data TRAIN"),
+                        (("--data", DATA, "--max-drop", "1", "--qat-epochs", "1", "--qat-data",
+                          DATA, "--keep-float", "x"), "cannot --keep-float")]:
+        proc = run_cli("quantize", trained_keras, "--mode", "int8", "--calib",
+                       "fashion-mnist-sample:train", *args, "-o", tmp_path / "q.tflite")
+        assert proc.returncode == 2 and words in proc.stderr, proc.stderr
+        assert not (tmp_path / "q.tflite").exists()

@@ -30,8 +30,15 @@ def render(art) -> None:
     if acc:
         console.print(f"  top-1 on {acc['data']}: float {acc['float_top1']:.2f}%, "
                       f"quantized {acc['top1']:.2f}% (drop {acc['drop']:.2f} pt, limit "
-                      f"{acc['max_drop']:.2f}); {len(acc['float_layers'])} layer(s) kept in float"
+                      f"{acc['max_drop']:.2f}); "
+                      + (f"after {acc['qat']['epochs']} epoch(s) of quantization-aware training "
+                         f"({acc['qat']['model']})" if acc.get("qat") else
+                         f"{len(acc['float_layers'])} layer(s) kept in float")
                       + ("" if acc["met"] else " -- LIMIT NOT MET, best achievable written"))
+    islands = (m.get("stage", {}).get("config") or {}).get("float_islands")
+    if islands:
+        console.print("  in float between int8 ops (XNNPACK has no int8 kernel for them): "
+                      + ", ".join(f"{n} {kind}" for kind, n in islands.items()))
         cost = acc.get("latency_cost")
         if cost:
             console.print(f"  latency cost of the float layers: {cost['mixed_ms']:.2f} ms vs "

@@ -1,0 +1,173 @@
+"""Quantization-aware training against post-training int8 (issue 23), on full Fashion-MNIST
+(60,000 training images, 10% held out for validation; the 10,000 test images for top-1).
+
+For each model: train it in float (`edgekit finetune`, cosine schedule); quantize it to int8
+with 200 calibration images (PTQ); then one QAT run from the float model at a constant
+learning rate of 1e-4 (`finetune --qat` for the first epoch, `finetune` of the QAT model for
+the next ones), stopped after 1, 2 and 4 epochs, each stop quantized to int8 with no
+calibration (`quantize --mode int8`). Every top-1 is the .tflite's on
+the test split, measured by `edgekit profile`; each QAT file is also compared with its
+fake-quantized Keras model (top-1 agreement; goal >= 99%). Latency: the fp32, PTQ and QAT int8
+files timed in alternating rounds, 1 thread, the lowest round median. Training time per epoch:
+the median epoch of the float and QAT runs, leaving out a first epoch that also traced the
+graph (same data, batch size and machine).
+
+Models: edgekit's MobileNetV3-Small and -Large (hard-swish), EfficientNet-B0 (swish,
+squeeze-excite), and a keras.applications EfficientNetB0 (weights=None, its own
+preprocessing layers) under a user's head (tests/user_models.py).
+
+    python benchmarks/qat.py [--models mobilenet_v3_small,...] [--epochs 6] [--qat-epochs 1,2,4]
+                             [--resolution 32] [--limit N] [--out DIR]
+
+Resumable: a step whose output exists is not run again (--fresh runs everything). Several
+hours on 2 cores at the defaults; results go to OUT/results.json as they come.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from _util import cli, machine, out_dir
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+MODELS = ("mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0",
+          "keras_efficientnet_b0")
+TRAIN, TEST = "fashion-mnist:train", "fashion-mnist:test"
+
+
+def build(name: str, path: Path, resolution: int) -> None:
+    if name.startswith("keras_"):  # a user's model: keras.applications, no edgekit sidecar
+        from user_models import build as user_build
+
+        user_build(name.removeprefix("keras_"), resolution).save(path)
+    else:
+        cli("zoo", "build", name, "--resolution", resolution, "--classes", 10, "-o", path)
+
+
+def step(path: Path, results: dict, key: str, run) -> dict:
+    """``run()`` once: its result is kept in ``results[key]`` with the output ``path``."""
+    if key in results and path.exists():
+        return results[key]
+    t = time.perf_counter()
+    value = run() or {}
+    results[key] = {**value, "seconds": round(time.perf_counter() - t, 1)}
+    return results[key]
+
+
+def finetune(source: Path, out: Path, epochs: int, args, *extra) -> dict:
+    limit = ["--limit", args.limit] if args.limit else []
+    doc = cli("finetune", source, "--data", TRAIN, "--epochs", epochs, "--batch-size", 128,
+              "--patience", epochs + 2, *limit, *extra, "-o", out, "--force", json_out=True)
+    seconds = [h["seconds"] for h in doc["finetune"]["history"]]
+    return {"epochs": epochs, "val_top1": doc["finetune"]["best_val_accuracy"],
+            "epoch_seconds": seconds}
+
+
+def top1(model: Path, reference: Path | None = None) -> dict:
+    doc = cli("profile", model, "--data", TEST, "--runs", 5, "--threads", 1,
+              *(["--reference", reference] if reference else []), json_out=True)
+    row = {"top1": doc["accuracy"]["top1"], "n": doc["accuracy"]["n"]}
+    if reference:
+        row["agreement"] = doc["fidelity"]["top1_agreement"]
+        row["reference_top1"] = doc["reference_accuracy"]["top1"]
+    return row
+
+
+def latency(files: dict[str, Path], rounds: int = 3) -> dict[str, float]:
+    """The lowest of ``rounds`` per-round medians of each file, in alternating rounds."""
+    best: dict[str, float] = {}
+    for _ in range(rounds):
+        for name, path in files.items():
+            ms = cli("profile", path, "--runs", 300, "--warmup", 30, "--threads", 1,
+                     json_out=True)["latency_ms"]["p50"]
+            best[name] = min(best.get(name, ms), ms)
+    return best
+
+
+def run_model(name: str, args, d: Path, results: dict, save) -> None:
+    r = results.setdefault(name, {})
+    base, fp = d / f"{name}_base.keras", d / f"{name}_float.keras"
+    if not base.exists():
+        build(name, base, args.resolution)
+    step(fp, r, "float_train", lambda: finetune(base, fp, args.epochs, args, "--lr", 2e-3,
+                                                "--schedule", "cosine", "--bn-momentum", 0.9))
+    save()
+    fp32, ptq = d / f"{name}_fp32.tflite", d / f"{name}_ptq.tflite"
+    step(fp32, r, "fp32", lambda: (cli("export", fp, "-o", fp32, "--force"), top1(fp32))[1])
+    step(ptq, r, "ptq", lambda: (cli("quantize", fp, "--mode", "int8", "--calib", TRAIN,
+                                     "--no-speed-check", "-o", ptq, "--force"), top1(ptq))[1])
+    save()
+    before, done = fp, 0  # one QAT run, evaluated after each of --qat-epochs
+    for k in sorted(args.qat_epochs):
+        qk, qt = d / f"{name}_qat{k}.keras", d / f"{name}_qat{k}.tflite"
+        step(qk, r, f"qat{k}_train", lambda: finetune(
+            before, qk, k - done, args, "--lr", 1e-4, *(["--qat"] if not done else [])))
+        step(qt, r, f"qat{k}", lambda: (cli("quantize", qk, "--mode", "int8", "-o", qt,
+                                            "--force"), top1(qt, qk))[1])
+        before, done = qk, k
+        save()
+    last = d / f"{name}_qat{max(args.qat_epochs)}.tflite"
+    r["latency_ms"] = latency({"fp32": fp32, "ptq": ptq, "qat": last})
+    save()
+
+
+def _per_epoch(run: dict) -> float:
+    """Seconds per epoch, leaving out a first epoch that also traced the graph."""
+    seconds = run["epoch_seconds"]
+    return float(np.median(seconds[1:] if len(seconds) > 1 else seconds))
+
+
+def report(results: dict, args) -> None:
+    print(f"machine: {machine()}; Fashion-MNIST at {args.resolution} px, float "
+          f"{args.epochs} epochs; top-1 of the .tflite on the 10,000 test images")
+    ks = args.qat_epochs
+    print(f"{'model':24s} {'float':>6s} {'PTQ':>6s} " + " ".join(f"{'QAT' + str(k):>6s}" for k in ks)
+          + "  agree(QAT)  s/epoch float/QAT   latency fp32/PTQ/QAT ms")
+    for name, r in results.items():
+        if "ptq" not in r:
+            continue
+        f = r["fp32"]["top1"]
+        drops = [f"{f - r['ptq']['top1']:6.2f}"] + [
+            f"{f - r[f'qat{k}']['top1']:6.2f}" if f"qat{k}" in r else "     -" for k in ks]
+        agree = "/".join(f"{r[f'qat{k}']['agreement']:.1f}" for k in ks if f"qat{k}" in r)
+        per_epoch = _per_epoch(r["float_train"])
+        qat_epoch = min((_per_epoch(r[f"qat{k}_train"]) for k in ks if f"qat{k}_train" in r),
+                        default=float("nan"))
+        lat = r.get("latency_ms", {})
+        print(f"{name:24s} {f:6.2f} {' '.join(drops)}  {agree:>10s}  {per_epoch:6.0f}/{qat_epoch:6.0f}"
+              f"   {lat.get('fp32', 0):.3f}/{lat.get('ptq', 0):.3f}/{lat.get('qat', 0):.3f}")
+    print("PTQ and QATk columns are drops in points from float; goal: QAT within 0.3 points "
+          "where PTQ drops more than 1")
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--epochs", type=int, default=6, help="float training epochs")
+    ap.add_argument("--qat-epochs", default="1,2,4")
+    ap.add_argument("--resolution", type=int, default=32)
+    ap.add_argument("--limit", type=int, default=None, help="training images (a quick run)")
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--fresh", action="store_true")
+    args = ap.parse_args()
+    args.qat_epochs = [int(k) for k in args.qat_epochs.split(",")]
+    d = args.out or out_dir("qat")
+    if args.fresh and d.exists():
+        shutil.rmtree(d)
+    d.mkdir(parents=True, exist_ok=True)
+    store = d / "results.json"
+    results = json.loads(store.read_text()) if store.exists() else {}
+
+    def save():
+        store.write_text(json.dumps(results, indent=1))
+
+    for name in args.models.split(","):
+        run_model(name, args, d, results, save)
+        report(results, args)
