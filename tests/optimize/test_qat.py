@@ -173,9 +173,10 @@ def test_hard_swish_runs_in_a_float_island(mobilenet_v3_small, tmp_path):
     from edgekit.formats.islands import float_islands
 
     out = tmp_path / "q.tflite"
-    run_cli("quantize", mobilenet_v3_small, "--mode", "int8", "--calib",
-            "fashion-mnist-sample:train", "--calib-size", "50", "--no-speed-check", "-o", out,
-            "--json", check=True)
+    shown = run_cli("quantize", mobilenet_v3_small, "--mode", "int8", "--calib",
+                    "fashion-mnist-sample:train", "--calib-size", "50", "--no-speed-check",
+                    "-o", out, check=True).stdout
+    assert "in float between int8 ops" in shown and "HARD_SWISH" in shown
     config = json.loads(Path(f"{out}.json").read_text())["stage"]["config"]
     ops, _ = _ops(out.read_bytes())
     assert config["float_islands"] == {"HARD_SWISH": ops["HARD_SWISH"]} and ops["HARD_SWISH"]

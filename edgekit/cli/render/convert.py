@@ -35,15 +35,15 @@ def render(art) -> None:
                          f"({acc['qat']['model']})" if acc.get("qat") else
                          f"{len(acc['float_layers'])} layer(s) kept in float")
                       + ("" if acc["met"] else " -- LIMIT NOT MET, best achievable written"))
-    islands = (m.get("stage", {}).get("config") or {}).get("float_islands")
-    if islands:
-        console.print("  in float between int8 ops (XNNPACK has no int8 kernel for them): "
-                      + ", ".join(f"{n} {kind}" for kind, n in islands.items()))
         cost = acc.get("latency_cost")
         if cost:
             console.print(f"  latency cost of the float layers: {cost['mixed_ms']:.2f} ms vs "
                           f"{cost['int8_ms']:.2f} ms fully int8 ({cost['slowdown']:.2f}x, "
                           f"measured on {cost['measured_on']})")
+    islands = (m.get("stage", {}).get("config") or {}).get("float_islands")
+    if islands:
+        console.print("  in float between int8 ops (XNNPACK has no int8 kernel for them): "
+                      + ", ".join(f"{n} {kind}" for kind, n in islands.items()))
     sc = m.get("speed_check")
     if sc:
         console.print(f"  {sc['candidate_ms']:.2f} ms vs {sc['baseline']} {sc['baseline_ms']:.2f} ms "
