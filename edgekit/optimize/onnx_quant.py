@@ -183,7 +183,7 @@ def activations_to_uint8(proto):
 
 
 def float_source(source: Artifact, target: str, opset: int, unsafe: bool,
-                 input_size: tuple[int, int] | None = None):
+                 input_size: tuple[int, int] | None = None, model=None):
     """(float proto, facts, (H, W, C), NCHW?) of ``source`` for the ONNX quantizers: a Keras
     model exported and checked, or a user's ONNX model with its input size made static."""
     from ..formats.onnx import onnx_io, onnx_source
@@ -199,7 +199,9 @@ def float_source(source: Artifact, target: str, opset: int, unsafe: bool,
     if source.format != "keras":
         raise BadInput(f"{source.path}: ONNX quantization needs a float Keras or ONNX model, "
                        f"not a {source.format} file")
-    model = with_input_size(load_keras(source.path, unsafe=unsafe), input_size, str(source.path))
+    if model is None:  # else: loaded, at its input size, by the caller
+        model = with_input_size(load_keras(source.path, unsafe=unsafe), input_size,
+                                str(source.path))
     fproto, facts = float_onnx(source, onnx_target, opset, model=model)
     if input_size is not None:
         facts["input_size"] = list(input_size)
@@ -225,13 +227,26 @@ def quantize_onnx(source: Artifact, out: Path, mode: str = "int8", calib: str | 
     (CPU) time it against it."""
     if mode != "int8":
         raise BadInput(f"--format onnx quantizes to int8 only (got --mode {mode})")
+    model = None
+    if source.format == "keras":
+        from ..models.load import load_keras, with_input_size
+        from .qat import is_qat
+
+        model = with_input_size(load_keras(source.path, unsafe=unsafe), input_size,
+                                str(source.path))
+        if is_qat(model):  # its ranges come from training
+            from .qat_onnx import quantize_qat_onnx
+
+            return quantize_qat_onnx(source, model, out, target, opset, calib, calib_size,
+                                     force, speed_check, threads)
     if not calib:
         raise BadInput("--mode int8 needs calibration data: --calib DATASET "
                        "(e.g. fashion-mnist-sample:train or a folder of images)")
     from ..core.errors import ctrl_c_stops
 
     with ctrl_c_stops():  # a Ctrl-C that a library swallows still stops before writing
-        fproto, facts, hwc, nchw = float_source(source, target, opset, unsafe, input_size)
+        fproto, facts, hwc, nchw = float_source(source, target, opset, unsafe, input_size,
+                                                model)
         samples = onnx_calibration(source, calib, calib_size, hwc, nchw)
         qproto = quantize_proto(fproto, samples, target, engine, exclude, progress)
         facts["fidelity_on_calibration"] = _fidelity(qproto, fproto, samples)

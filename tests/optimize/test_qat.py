@@ -128,8 +128,22 @@ def test_finetune_qat_then_quantize_with_no_calibration(trained_keras, tmp_path)
                            check=True).stdout)
     assert r["fidelity"]["meaningful"] and r["reference_accuracy"]["top1"] > 40
     assert abs(r["accuracy"]["top1"] - r["reference_accuracy"]["top1"]) <= 2.0
+    onnx_out = tmp_path / "qat.onnx"  # ONNX QDQ with the same learned ranges
+    doc = json.loads(run_cli("quantize", qat, "--format", "onnx", "--mode", "int8", "--calib",
+                             "fashion-mnist-sample:train", "--calib-size", "50", "-o", onnx_out,
+                             "--json", check=True).stdout)
+    assert doc["ort_kernels"]["QLinearConv"] > 0 and "Conv" not in doc["ort_kernels"]
+    assert doc["fidelity_vs_keras_qat"]["meaningful"]
+    assert doc["stage"]["config"]["engine"] == "qat" and onnx_out.stat().st_size < \
+        qat.stat().st_size / 2  # int8 weights
+    o = json.loads(run_cli("profile", onnx_out, "--data", "fashion-mnist-sample:test",
+                           "--reference", qat, "--runs", "3", "--warmup", "1", "--json",
+                           check=True).stdout)
+    assert abs(o["accuracy"]["top1"] - r["reference_accuracy"]["top1"]) <= 2.0
     for args, words in [(("quantize", qat, "--mode", "fp16", "-o", tmp_path / "f.tflite"),
                          "converts to int8 only"),
+                        (("quantize", qat, "--format", "onnx", "--mode", "int8", "--target",
+                          "tensorrt", "-o", tmp_path / "t.onnx"), "symmetric ones only"),
                         (("finetune", qat, "--qat", "--data", "fashion-mnist-sample:train",
                           "-o", tmp_path / "again.keras"), "already trained with --qat")]:
         proc = run_cli(*args)
