@@ -6,6 +6,10 @@ converter (fp32; int8 with 20 calibration samples and int8 I/O). A figure is the
 passes' mean time per invoke (2,000 invokes each, 1 thread); the int8 model's op list says
 which ops XNNPACK took ("DELEGATE") and which TFLite's own kernels run.
 
+Then whole models: a keras.applications MobileNetV3Small at 64 and 96 px, fp32, int8 with
+every op int8, and int8 with HARD_SWISH in float islands (what `edgekit quantize` writes for
+the CPU; formats/islands.py).
+
     python benchmarks/int8_ops.py
 """
 
@@ -72,6 +76,33 @@ def cases():
     }
 
 
+def whole_model(size: int) -> None:
+    """keras.applications MobileNetV3Small (weights=None, a user's 10-way head) at ``size``:
+    fp32, int8 with every op int8, and int8 with edgekit's float islands."""
+    import tensorflow as tf
+
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1] / "tests"))
+    from user_models import build
+
+    from edgekit.formats.islands import float_islands
+
+    model = build("mobilenet_v3_small", size)
+    rng = np.random.default_rng(0)
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    fp32 = conv.convert()
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([rng.uniform(0, 255, (1, size, size, 3)).astype(
+        np.float32)] for _ in range(20))
+    conv.inference_input_type = conv.inference_output_type = tf.int8
+    all_int8 = conv.convert()
+    islands, moved = float_islands(all_int8)
+    times = {name: bench(data, 500)[0] for name, data in
+             (("fp32", fp32), ("int8", all_int8), ("islands", islands))}
+    print(f"MobileNetV3Small {size}px   fp32 {times['fp32']:7.1f} us   int8 {times['int8']:7.1f} "
+          f"us ({times['int8'] / times['fp32']:.2f}x)   int8 + float islands {times['islands']:7.1f} "
+          f"us ({times['islands'] / times['fp32']:.2f}x; {moved})")
+
+
 if __name__ == "__main__":
     sys.path.insert(0, ".")
     import keras
@@ -85,3 +116,5 @@ if __name__ == "__main__":
         int8, ops = bench(convert(model, True))
         print(f"{name:24s} fp32 {fp32:7.1f} us   int8 {int8:7.1f} us   int8/fp32 "
               f"{int8 / fp32:5.2f}   int8 ops: {', '.join(ops)}")
+    for size in (64, 96):
+        whole_model(size)

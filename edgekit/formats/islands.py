@@ -33,16 +33,18 @@ def float_islands(data: bytes, kinds: tuple[str, ...] = SLOW_INT8) -> tuple[byte
         for op in graph.operators:
             code = model.operatorCodes[op.opcodeIndex]
             kind = max(code.builtinCode, code.deprecatedBuiltinCode)
-            ios = [graph.tensors[i] for i in (*op.inputs, *op.outputs) if i >= 0]
-            if kind not in wanted or len(op.inputs) != 1 or \
-                    any(t.type != fb.TensorType.INT8 for t in ios):
+            data = [graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]]
+            others = [graph.tensors[i] for i in op.inputs[1:] if i >= 0]  # MEAN's axes
+            if kind not in wanted or len(op.outputs) != 1 or \
+                    any(t.type != fb.TensorType.INT8 for t in data) or \
+                    any(t.type == fb.TensorType.INT8 for t in others):
                 operators.append(op)
                 continue
             x, y = op.inputs[0], op.outputs[0]
             x_float, y_float = _float_copy(graph, x), _float_copy(graph, y)
             operators += [_op(_opcode(model, fb.BuiltinOperator.DEQUANTIZE, 2), x, x_float), op,
                           _op(_opcode(model, fb.BuiltinOperator.QUANTIZE, 1), y_float, y)]
-            op.inputs, op.outputs = [x_float], [y_float]
+            op.inputs, op.outputs = [x_float, *op.inputs[1:]], [y_float]
             moved[wanted[kind]] = moved.get(wanted[kind], 0) + 1
         graph.operators = operators
     if not moved:
