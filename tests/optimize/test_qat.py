@@ -1,7 +1,8 @@
 """The QAT rewrite (edgekit/optimize/qat.py): batch norm folds exactly, the rewritten model
 saves and loads, and TFLite converts it to int8 with no calibration data, with the ranges it
-learned and the same kernels as post-training int8. Accuracy after QAT training is issue 23's
-next step (benchmarks/qat.py); here the ranges come from a pass over training images."""
+learned and the same kernels as post-training int8; the user's path (finetune --qat with a
+teacher, quantize to TFLite and ONNX); float islands for HARD_SWISH. Accuracy on full data is
+benchmarks/qat.py's."""
 
 from __future__ import annotations
 
@@ -113,9 +114,11 @@ def test_finetune_qat_then_quantize_with_no_calibration(trained_keras, tmp_path)
     qat, out = tmp_path / "qat.keras", tmp_path / "qat.tflite"
     doc = json.loads(run_cli("finetune", trained_keras, "--qat", "--data",
                              "fashion-mnist-sample:train", "--epochs", "1", "--lr", "1e-4",
-                             "-o", qat, "--json", check=True).stdout)
+                             "--teacher", trained_keras, "-o", qat, "--json",
+                             check=True).stdout)
     record = json.loads(qat.with_name("qat.keras.json").read_text())
     assert "per channel" in json.dumps(record) and doc["path"] == str(qat)
+    assert record["stage"]["config"]["teacher"]["path"] == str(trained_keras)  # distilled
     parent = json.loads(Path(f"{trained_keras}.json").read_text())
     assert parent["sha256"] in json.dumps(record)  # the float parent is recorded
     q = json.loads(run_cli("quantize", qat, "--mode", "int8", "-o", out, "--json",
@@ -230,3 +233,24 @@ def test_hard_swish_runs_in_a_float_island(mobilenet_v3_small, tmp_path):
     assert len(set(floats)) > 3  # a trained model, not a constant one
     # the island computes hard-swish exactly on the int8 values: as close to float as int8
     assert (island == floats).mean() >= (plain == floats).mean() - 0.02
+
+
+def test_zoo_mobilenet_v3_squeeze_excite_converts_all_int8(tmp_path):
+    """edgekit's MobileNetV3 writes its squeeze-excite gate as a hard_sigmoid activation on
+    the expand conv: the rewrite splits it as TFLite runs it (relu6(x + 3) / 6, the + 3 folded
+    into the bias), so no op is left in float for want of a range."""
+    from edgekit import api
+    from edgekit.core.artifacts import Artifact
+    from edgekit.formats.tflite import convert_tflite, float_ops
+    from edgekit.models.load import load_keras
+    from edgekit.optimize.qat import to_qat
+
+    path = tmp_path / "v3.keras"
+    api.build("mobilenet_v3_large", out=path, width=0.35, resolution=32, classes=10)
+    qat = to_qat(load_keras(path))
+    images = np.random.default_rng(0).uniform(-1, 1, (64, 32, 32, 3)).astype(np.float32)
+    qat(images, training=True)  # ranges from one batch
+    qat.save(tmp_path / "qat.keras")
+    data = convert_tflite(Artifact(path=tmp_path / "qat.keras", format="keras", meta={}),
+                          "int8", None, model=qat)
+    assert float_ops(data) == [] and _ops(data)[1] == {"int8"}
