@@ -33,10 +33,10 @@ def float_islands(data: bytes, kinds: tuple[str, ...] = SLOW_INT8) -> tuple[byte
         for op in graph.operators:
             code = model.operatorCodes[op.opcodeIndex]
             kind = max(code.builtinCode, code.deprecatedBuiltinCode)
-            data = [graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]]
+            ends = [graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]]
             others = [graph.tensors[i] for i in op.inputs[1:] if i >= 0]  # MEAN's axes
             if kind not in wanted or len(op.outputs) != 1 or \
-                    any(t.type != fb.TensorType.INT8 for t in data) or \
+                    any(t.type != fb.TensorType.INT8 for t in ends) or \
                     any(t.type == fb.TensorType.INT8 for t in others):
                 operators.append(op)
                 continue

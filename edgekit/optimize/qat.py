@@ -146,6 +146,23 @@ def is_qat(model) -> bool:
     return False
 
 
+def float_parent(source):
+    """The float model a QAT model (an Artifact) was trained from, if its file is still
+    there: the baseline of its speed check."""
+    import logging
+    from pathlib import Path
+
+    from ..core.artifacts import open_artifact
+
+    config = ((source.meta.get("stage") or {}).get("config") or {}).get("qat") or {}
+    path = (config.get("float_parent") or {}).get("path")
+    if not path or not Path(path).exists():
+        logging.getLogger("edgekit").info(
+            "the float model it was trained from is not at hand: no speed check")
+        return None
+    return open_artifact(path)
+
+
 def _act(op) -> str | None:
     """The activation a layer applies, by name (None: none, or not an activation)."""
     import keras

@@ -97,7 +97,8 @@ def quantize_qat_onnx(source: Artifact, model, out: Path, target: str, opset: in
     checks the ONNX model against the Keras one."""
     from ..evaluate.metrics import fidelity
     from ..formats.onnx import write_onnx
-    from .onnx_quant import _run, onnx_calibration
+    from .qat import float_parent
+    from .quantize import calibration_batches
 
     if target != "cpu":
         raise BadInput(f"{source.path} was trained with --qat in TFLite's scheme (asymmetric "
@@ -111,7 +112,7 @@ def quantize_qat_onnx(source: Artifact, model, out: Path, target: str, opset: in
     if calib:
         from ..models.load import keras_input_hwc
 
-        samples = onnx_calibration(source, calib, calib_size, keras_input_hwc(model), False)
+        samples = calibration_batches(source, calib, calib_size, keras_input_hwc(model))
         facts["fidelity_vs_keras_qat"] = fidelity(_run(proto, samples),
                                                   np.asarray(model.predict(samples, verbose=0)))
     else:
@@ -121,7 +122,7 @@ def quantize_qat_onnx(source: Artifact, model, out: Path, target: str, opset: in
               "scheme": {"format": "QDQ", "weights": "int8 per-channel symmetric (dense: per "
                          "tensor)", "activations": "uint8 per-tensor asymmetric"}}
     art = write_onnx(proto, source, out, force, "quantize", config, "int8", **facts)
-    parent = _float_parent(source)
+    parent = float_parent(source)
     if speed_check and parent is not None:
         import onnx
 
@@ -135,13 +136,8 @@ def quantize_qat_onnx(source: Artifact, model, out: Path, target: str, opset: in
     return art
 
 
-def _float_parent(source: Artifact) -> Artifact | None:
-    """The float model a QAT model was trained from, if its file is still there."""
-    from ..core.artifacts import open_artifact
+def _run(proto, samples: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
 
-    qat = ((source.meta.get("stage") or {}).get("config") or {}).get("qat") or {}
-    path = (qat.get("float_parent") or {}).get("path")
-    if not path or not Path(path).exists():
-        log.info("the float model it was trained from is not at hand: no speed check")
-        return None
-    return open_artifact(path)
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, {sess.get_inputs()[0].name: samples})[0]

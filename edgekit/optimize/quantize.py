@@ -105,11 +105,16 @@ def quantize_tflite(source: Artifact, out: Path, mode: str, calib: str | None = 
             from ..formats.tflite import record_gpu_check
 
             art = record_gpu_check(art)
-        if speed_check and target == "cpu" and "qat" not in config:
+        if speed_check and target == "cpu":
+            from .qat import float_parent
             from .speed import record_speed
 
-            art = record_speed(art, lambda p: p.write_bytes(
-                convert_tflite(source, "fp32", unsafe=unsafe, model=model)), threads)
+            # a QAT model is timed against the float model it was trained from
+            baseline, loaded = (float_parent(source), None) if "qat" in config else \
+                (source, model)
+            if baseline is not None:
+                art = record_speed(art, lambda p: p.write_bytes(convert_tflite(
+                    baseline, "fp32", unsafe=unsafe, model=loaded)), threads)
     return art
 
 

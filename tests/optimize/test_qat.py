@@ -126,6 +126,7 @@ def test_finetune_qat_then_quantize_with_no_calibration(trained_keras, tmp_path)
     assert "quantization-aware" in json.dumps(q)
     recorded = json.loads(Path(f"{out}.json").read_text())
     assert recorded["stage"]["config"]["qat"]["float_ops"] == []  # every op has its range
+    assert recorded["speed_check"]["baseline"] == "fp32"  # timed against its float parent
     r = json.loads(run_cli("profile", out, "--data", "fashion-mnist-sample:test", "--reference",
                            qat, "--runs", "3", "--warmup", "1", "--threads", "1", "--json",
                            check=True).stdout)
@@ -190,9 +191,10 @@ def test_hard_swish_runs_in_a_float_island(mobilenet_v3_small, tmp_path):
     from edgekit.formats.islands import float_islands
 
     out = tmp_path / "q.tflite"
-    shown = run_cli("quantize", mobilenet_v3_small, "--mode", "int8", "--calib",
-                    "fashion-mnist-sample:train", "--calib-size", "50", "--no-speed-check",
-                    "-o", out, check=True).stdout
+    proc = run_cli("quantize", mobilenet_v3_small, "--mode", "int8", "--calib",
+                   "fashion-mnist-sample:train", "--calib-size", "50", "--no-speed-check",
+                   "-o", out, check=True)
+    shown = proc.stdout + proc.stderr
     assert "in float between int8 ops" in shown and "HARD_SWISH" in shown
     config = json.loads(Path(f"{out}.json").read_text())["stage"]["config"]
     ops, _ = _ops(out.read_bytes())
