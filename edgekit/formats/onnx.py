@@ -162,8 +162,6 @@ def check_against_keras(model, proto, nchw: bool, preprocessing: dict | None,
     """Run ``n`` random inputs (in the model's preprocessed range) through Keras and
     onnxruntime; return the largest absolute difference, or raise if any element is out of
     tolerance (nothing is written then)."""
-    import onnxruntime as ort
-
     from ..models.load import keras_input_hwc
 
     h, w, c = keras_input_hwc(model)
@@ -173,12 +171,7 @@ def check_against_keras(model, proto, nchw: bool, preprocessing: dict | None,
     mean, std = np.float32(prep["mean"][:c]), np.float32(prep["std"][:c])
     x = (pixels - mean) / std
     want = np.asarray(model(x, training=False))
-    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
-    feed = x.transpose(0, 3, 1, 2) if nchw else x
-    static = sess.get_inputs()[0].shape[0] == 1
-    got = np.concatenate([sess.run(None, {name: feed[i:i + 1]})[0] for i in range(n)]
-                         if static else [sess.run(None, {name: feed})[0]])
+    got = run_onnx(proto, x.transpose(0, 3, 1, 2) if nchw else x)
     if got.shape != want.shape:
         raise BadInput(f"ONNX output shape {got.shape} differs from Keras {want.shape}")
     diff = np.abs(got - want)
@@ -186,6 +179,18 @@ def check_against_keras(model, proto, nchw: bool, preprocessing: dict | None,
         raise BadInput(f"ONNX outputs differ from Keras by up to {diff.max():.3g} on {n} "
                        "check inputs; nothing written", hint="EDGEKIT_DEBUG=1 for details")
     return float(diff.max())
+
+
+def run_onnx(proto, x: np.ndarray) -> np.ndarray:
+    """``proto``'s first output on ``x``, by onnxruntime's CPU provider (one input at a time
+    when the model's batch is fixed at 1)."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    if sess.get_inputs()[0].shape[0] == 1:
+        return np.concatenate([sess.run(None, {name: x[i:i + 1]})[0] for i in range(len(x))])
+    return sess.run(None, {name: x})[0]
 
 
 def _keras_source(source: Artifact, unsafe: bool, model=None):

@@ -281,17 +281,10 @@ def quantize_onnx(source: Artifact, out: Path, mode: str = "int8", calib: str | 
 def _fidelity(qproto, fproto, samples: np.ndarray) -> dict:
     from ..evaluate.metrics import fidelity
 
-    q, f = (_run(p, samples) for p in (qproto, fproto))
+    from ..formats.onnx import run_onnx
+
+    q, f = (run_onnx(p, samples) for p in (qproto, fproto))
     return fidelity(q, f)
-
-
-def _run(proto, samples: np.ndarray) -> np.ndarray:
-    import onnxruntime as ort
-
-    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
-    return np.concatenate([sess.run(None, {name: samples[i:i + 1]})[0]
-                           for i in range(len(samples))])
 
 
 def onnx_sensitivity(source: Artifact, calib: str, calib_size: int = 200, target: str = "cpu",

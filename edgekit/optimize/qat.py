@@ -24,9 +24,13 @@ the int8 model needs no calibration data and reproduces the trained model's arit
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
 from typing import Any
 
+log = logging.getLogger("edgekit")
 QAT_PACKAGE = "edgekit_qat"
+RANGES_FROM_TRAINING = "the model's fake-quant layers (quantization-aware training)"
 MOMENTUM = 0.99  # of the activation ranges' moving average
 MOVES_ONLY = ("Dropout", "SpatialDropout2D", "Reshape", "Flatten", "ZeroPadding2D",
               "MaxPooling2D", "InputLayer", "GaussianNoise", "Identity")
@@ -149,16 +153,12 @@ def is_qat(model) -> bool:
 def float_parent(source):
     """The float model a QAT model (an Artifact) was trained from, if its file is still
     there: the baseline of its speed check."""
-    import logging
-    from pathlib import Path
-
     from ..core.artifacts import open_artifact
 
     config = ((source.meta.get("stage") or {}).get("config") or {}).get("qat") or {}
     path = (config.get("float_parent") or {}).get("path")
     if not path or not Path(path).exists():
-        logging.getLogger("edgekit").info(
-            "the float model it was trained from is not at hand: no speed check")
+        log.info("the float model it was trained from is not at hand: no speed check")
         return None
     return open_artifact(path)
 

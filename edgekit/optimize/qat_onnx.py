@@ -96,8 +96,8 @@ def quantize_qat_onnx(source: Artifact, model, out: Path, target: str, opset: in
     """``quantize --format onnx`` of a QAT model: no calibration; ``calib``, if given, only
     checks the ONNX model against the Keras one."""
     from ..evaluate.metrics import fidelity
-    from ..formats.onnx import write_onnx
-    from .qat import float_parent
+    from ..formats.onnx import run_onnx, write_onnx
+    from .qat import RANGES_FROM_TRAINING, float_parent
     from .quantize import calibration_batches
 
     if target != "cpu":
@@ -113,17 +113,17 @@ def quantize_qat_onnx(source: Artifact, model, out: Path, target: str, opset: in
         from ..models.load import keras_input_hwc
 
         samples = calibration_batches(source, calib, calib_size, keras_input_hwc(model))
-        facts["fidelity_vs_keras_qat"] = fidelity(_run(proto, samples),
+        facts["fidelity_vs_keras_qat"] = fidelity(run_onnx(proto, samples),
                                                   np.asarray(model.predict(samples, verbose=0)))
     else:
         log.info("no --calib: the ONNX model is not compared with the Keras QAT model")
     config = {"engine": "qat", "target": target, "mode": "int8", "opset": opset,
-              "qat": {"ranges": "the model's fake-quant layers (quantization-aware training)"},
+              "qat": {"ranges": RANGES_FROM_TRAINING},
               "scheme": {"format": "QDQ", "weights": "int8 per-channel symmetric (dense: per "
                          "tensor)", "activations": "uint8 per-tensor asymmetric"}}
     art = write_onnx(proto, source, out, force, "quantize", config, "int8", **facts)
-    parent = float_parent(source)
-    if speed_check and parent is not None:
+    parent = float_parent(source) if speed_check else None
+    if parent is not None:
         import onnx
 
         from ..formats.onnx import float_onnx
@@ -134,10 +134,3 @@ def quantize_qat_onnx(source: Artifact, model, out: Path, target: str, opset: in
         with undo_on_failure(out):
             art = record_speed(art, lambda p: onnx.save(fproto, str(p)), threads)
     return art
-
-
-def _run(proto, samples: np.ndarray) -> np.ndarray:
-    import onnxruntime as ort
-
-    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    return sess.run(None, {sess.get_inputs()[0].name: samples})[0]

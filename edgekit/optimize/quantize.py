@@ -122,7 +122,7 @@ def _calibrated_by_training(model, source: Artifact, mode: str, calib: str | Non
                             config: dict) -> bool:
     """Whether ``mode`` needs calibration data for ``model``: not for int8 of a model trained
     with --qat (its fake-quant layers hold the ranges), which converts to int8 only."""
-    from .qat import is_qat
+    from .qat import RANGES_FROM_TRAINING, is_qat
 
     if not is_qat(model):
         return mode in ("int8", "int16x8")
@@ -131,7 +131,7 @@ def _calibrated_by_training(model, source: Artifact, mode: str, calib: str | Non
                        f"ranges are int8's); quantize its float parent for --mode {mode}")
     if calib:
         log.info("--calib is not used: the ranges come from quantization-aware training")
-    config["qat"] = {"ranges": "the model's fake-quant layers (quantization-aware training)"}
+    config["qat"] = {"ranges": RANGES_FROM_TRAINING}
     return False
 
 
