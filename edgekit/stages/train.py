@@ -125,7 +125,8 @@ class FinetuneOptions(Options):
                                           "for short runs).")
     qat: bool = option(False, "Quantization-aware training: train the model as TFLite int8 "
                        "runs it (batch norm folded, weights and activations fake-quantized); "
-                       "`quantize --mode int8` then needs no --calib. Use a low --lr (1e-4).")
+                       "`quantize --mode int8` then needs no --calib. With --teacher (the float "
+                       "model) use --lr 1e-4; without one, --lr 1e-3 --schedule cosine.")
     batch_size: int = option(64, BATCH_HELP)
     val_data: Optional[str] = option(None, VAL_HELP)
     limit: Optional[int] = option(None, LIMIT_HELP)

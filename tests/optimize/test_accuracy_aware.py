@@ -102,6 +102,8 @@ def test_max_drop_falls_back_to_qat(workdir, trained_keras):
     if rec["step"] == "qat":
         assert rec["qat"] == {"epochs": 1, "model": str(qat_model)}
         assert rec["top1"] == qat["top1"]
+        trained = json.loads(qat_model.with_name(qat_model.name + ".json").read_text())
+        assert trained["stage"]["config"]["teacher"]["path"] == str(trained_keras)  # distilled
 
 
 def test_qat_step_needs_its_data_and_a_limit(tmp_path, trained_keras):
