@@ -166,6 +166,7 @@ def _qat_try(quantizer, source: Artifact, qat_model: Path, qat_data: str, epochs
     # up PTQ's 1.65-point loss in 2 epochs, where 1e-4 without a teacher left 1.4 points
     # (benchmarks/qat.py, README)
     trained = finetune(source, qat_model, qat_data, epochs=epochs, lr=1e-4, qat=True,
+                       schedule="plateau",
                        teacher=source.path, force=True, unsafe=kwargs.get("unsafe", False),
                        preprocessing=source.preprocessing,
                        teacher_preprocessing=(source.preprocessing or {}).get("name"))

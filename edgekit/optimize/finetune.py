@@ -85,7 +85,7 @@ def finetune(source: Artifact, out: Path, data: str, *, val_data: str | None = N
              classes: int | None = None, teacher: Path | None = None, temperature: float = 4.0,
              alpha: float = 0.7, freeze: str | None = None, unfreeze_after: int | None = None,
              augment: str | Sequence[str] | None = None, epochs: int = 10, batch_size: int = 64,
-             lr: float = 1e-3, schedule: str = "plateau", patience: int = 3,
+             lr: float = 1e-3, schedule: str | None = None, patience: int = 3,
              bn_momentum: float | None = None, qat: bool = False,
              limit: int | None = None, seed: int = 0, preprocessing: dict | None = None,
              teacher_preprocessing: str | None = None, force: bool = False,
@@ -99,6 +99,7 @@ def finetune(source: Artifact, out: Path, data: str, *, val_data: str | None = N
 
     check_output(out, force)
     augment = parse_augment(augment)
+    schedule = schedule or ("cosine" if qat else "plateau")  # QAT: short runs (README)
     check_schedule(schedule)
     if epochs < 1:
         raise BadInput(f"--epochs must be at least 1 (got {epochs})")

@@ -116,9 +116,10 @@ class FinetuneOptions(Options):
     augment: Optional[str] = option(None, AUGMENT_HELP)
     epochs: int = option(10, "Most epochs to train.")
     lr: float = option(1e-3, "Learning rate (Adam).")
-    schedule: str = option("plateau", "Learning-rate schedule: plateau (cut 0.3x when the "
-                           "validation loss stalls) or cosine (decay to zero over the epochs; "
-                           "better for short runs).")
+    schedule: Optional[str] = option(None, "Learning-rate schedule: plateau (cut 0.3x when the "
+                                     "validation loss stalls) or cosine (decay to zero over "
+                                     "the epochs; better for short runs). Default: cosine "
+                                     "with --qat, else plateau.")
     patience: int = option(3, "Stop after this many epochs without better validation accuracy "
                            "(learning rate cut after one fewer).")
     bn_momentum: Optional[float] = option(None, "Batch-norm momentum while training (e.g. 0.9 "
@@ -126,7 +127,8 @@ class FinetuneOptions(Options):
     qat: bool = option(False, "Quantization-aware training: train the model as TFLite int8 "
                        "runs it (batch norm folded, weights and activations fake-quantized); "
                        "`quantize --mode int8` then needs no --calib. With --teacher (the float "
-                       "model) use --lr 1e-4; without one, --lr 1e-3 --schedule cosine.")
+                       "model) use --lr 1e-4 --schedule plateau; without one, the defaults "
+                       "(--lr 1e-3, cosine).")
     batch_size: int = option(64, BATCH_HELP)
     val_data: Optional[str] = option(None, VAL_HELP)
     limit: Optional[int] = option(None, LIMIT_HELP)
