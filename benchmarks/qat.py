@@ -6,8 +6,8 @@ with 200 calibration images (PTQ); then QAT runs of 1, 2 and 4 epochs, each from
 model (`finetune --qat --lr 1e-3 --schedule cosine`: the learning rate decays to zero over the
 run's epochs), each quantized to int8 with no calibration (`quantize --mode int8`). A
 constant 1e-4 recovered far less on MobileNetV3-Large: 0.76 points short of float after 4
-epochs, against 0.22 points above it after 2 epochs at 1e-3 with cosine decay. Every top-1 is the .tflite's on
-the test split, measured by `edgekit profile`; each QAT file is also compared with its
+epochs, against 0.22 points above it after 2 epochs at 1e-3 with cosine decay. Every top-1
+is the .tflite's on the test split, measured by `edgekit profile`; each QAT file is also compared with its
 fake-quantized Keras model (top-1 agreement; goal >= 99%), and run by both of LiteRT's CPU
 kernel sets (XNNPACK and TFLite's own) to show how far two int8 runtimes agree. Latency: the fp32, PTQ and QAT int8
 files timed in alternating rounds, 1 thread, the lowest round median. Training time per epoch:

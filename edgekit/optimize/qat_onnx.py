@@ -4,7 +4,7 @@ tf2onnx exports the model: each activation fake-quant op becomes a QuantizeLinea
 DequantizeLinear pair with the op's range (uint8, zero point as the op nudges it: onnxruntime's
 fast x86 path). TensorFlow folds the weights' fake quantization into constants first, so the
 weights arrive as float values that already lie on their int8 grid (``q * scale``, per output
-channel, scale = max|w| / 127). ``_int8_weights`` stores them as the integers they are, with
+channel, scale = max|w| / 127). ``_grid_weights`` stores them as the integers they are, with
 a DequantizeLinear, which is what onnxruntime needs to run the layer as an integer kernel
 (QLinearConv): no library turns exact fake-quantized constants back into integers, hence the
 few lines here. A weight that is not exactly on such a grid is left in float.
@@ -14,8 +14,8 @@ int8: onnxruntime's uint8 x int8 kernels on x86-64 without VNNI (AVX2) add pairs
 in saturating 16-bit arithmetic (VPMADDUBSW), and full-range QAT weights overflow it. Measured
 on an AMD EPYC (AVX2): a QAT MobileNetV2's ONNX agreed with its Keras model on 80% of test
 images with int8 weights, 95% with uint8 ones (its TFLite file: 95.4%; onnxruntime without
-fused kernels: 99.8%), for 1.18x the time. Post-training quantization avoids the overflow
-where its ranges leave headroom; QAT weights use the whole grid.
+fused kernels: 99.8%), for 1.18x the time. (edgekit's post-training ONNX, int8 weights, has
+the same overflow on such CPUs; that is not fixed yet.)
 """
 
 from __future__ import annotations
@@ -36,11 +36,11 @@ def qat_to_onnx(model, opset: int):
     from ..formats.onnx import keras_to_onnx
 
     proto = keras_to_onnx(model, opset)
-    _int8_weights(proto)
+    _grid_weights(proto)
     return proto
 
 
-def _int8_weights(proto) -> int:
+def _grid_weights(proto) -> int:
     """Store each Conv / MatMul weight that lies exactly on a symmetric int8 grid (per output
     channel for Conv, per tensor for MatMul) as uint8 (zero point 128) + DequantizeLinear;
     how many were."""
