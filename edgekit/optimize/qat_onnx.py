@@ -14,8 +14,8 @@ int8: onnxruntime's uint8 x int8 kernels on x86-64 without VNNI (AVX2) add pairs
 in saturating 16-bit arithmetic (VPMADDUBSW), and full-range QAT weights overflow it. Measured
 on an AMD EPYC (AVX2): a QAT MobileNetV2's ONNX agreed with its Keras model on 80% of test
 images with int8 weights, 95% with uint8 ones (its TFLite file: 95.4%; onnxruntime without
-fused kernels: 99.8%), for 1.18x the time. (edgekit's post-training ONNX, int8 weights, has
-the same overflow on such CPUs; that is not fixed yet.)
+fused kernels: 99.8%), for 1.18x the time. edgekit's post-training ONNX stores its weights
+the same way (``onnx_quant``).
 """
 
 from __future__ import annotations
