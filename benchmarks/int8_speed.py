@@ -3,8 +3,11 @@ EfficientNet-Lite0 (1000 classes), 1 and 2 threads, batch 1, on this machine's C
 
 Per model, from one float ONNX export (edgekit's ``float_onnx``, target cpu, opset 17):
 - ONNX fp32;
-- edgekit's ONNX int8 for ``--target cpu``, engine ort (QDQ, per-channel int8 weights, uint8
-  per-tensor activations: ``quantize_proto(..., engine="ort")``);
+- edgekit's ONNX int8 for ``--target cpu``, engine ort (QDQ, per-channel int8 weights in a
+  7-bit range, uint8 per-tensor activations: ``quantize_proto(..., engine="ort")``); the same
+  with full-range weights (which onnxruntime's kernels saturate on x86 without VNNI); and the
+  full-range weights stored as uint8 with zero point 128 (exact, run by u8u8 kernels; how
+  edgekit stores QAT weights): what each remedy costs in time;
 - edgekit's ONNX int8, engine nncf (per-tensor activations, rewritten to uint8);
 - NNCF's default output: ``nncf.quantize(proto, nncf.Dataset(...))`` with no other argument,
   saved as is (if onnxruntime refuses to load or run it, that is the result, with the
@@ -46,6 +49,8 @@ RESOLUTION, CLASSES = 224, 1000
 VARIANTS = [
     ("onnx_fp32", "onnx", "fp32"),
     ("edgekit_ort", "onnx", "int8 edgekit --target cpu (ort)"),
+    ("edgekit_ort_w8", "onnx", "  the same, full-range weights"),
+    ("edgekit_ort_u8w", "onnx", "  the same, stored as uint8"),
     ("edgekit_nncf", "onnx", "int8 edgekit --engine nncf"),
     ("nncf_default", "onnx", "int8 NNCF default"),
     ("nncf_pertensor", "onnx", "int8 NNCF per-tensor, no uint8"),
@@ -119,6 +124,21 @@ def short(error: str) -> str:
     return f"{stage}: " + (f"{node.group(1)} node '{node.group(2)}': " if node else "") + msg
 
 
+def _weights_to_uint8(proto) -> None:
+    """Store each int8 weight read by a DequantizeLinear as uint8, zero point + 128 (the same
+    values; how edgekit stores QAT weights, qat_onnx): onnxruntime then runs u8u8 kernels."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in proto.graph.initializer}
+    for n in proto.graph.node:
+        if n.op_type == "DequantizeLinear" and n.input[0] in inits and len(n.input) > 2 \
+                and inits[n.input[0]].data_type == 3:  # INT8
+            for name in (n.input[0], n.input[2]):
+                v = numpy_helper.to_array(inits[name]).astype(np.int16) + 128
+                inits[name].CopyFrom(numpy_helper.from_array(v.astype(np.uint8), name))
+
+
 def make_variants(family: str, d: Path, n_calib: int, seed: int = 0) -> dict[str, dict]:
     """Build ``family`` (random weights) and write every variant; return key -> facts."""
     import numpy as np
@@ -129,6 +149,7 @@ def make_variants(family: str, d: Path, n_calib: int, seed: int = 0) -> dict[str
     from edgekit.formats.tflite import convert_tflite
     from edgekit.models.build import build_model
     from edgekit.models.families import get_spec
+    from edgekit.optimize import onnx_quant
     from edgekit.optimize.onnx_quant import quantize_proto
 
     spec = get_spec(family, resolution=RESOLUTION, classes=CLASSES)
@@ -165,6 +186,20 @@ def make_variants(family: str, d: Path, n_calib: int, seed: int = 0) -> dict[str
     make("onnx_fp32", ".onnx", lambda p: onnx.save(fproto, str(p)))
     make("edgekit_ort", ".onnx", lambda p: onnx.save(
         quantize_proto(copy.deepcopy(fproto), samples, "cpu", "ort"), str(p)))
+
+    def full_range(p: Path, stored_as_uint8: bool = False) -> None:
+        cpu = onnx_quant.TARGETS["cpu"]
+        onnx_quant.TARGETS["cpu"] = {**cpu, "weight_bits": 8}
+        try:
+            q = quantize_proto(copy.deepcopy(fproto), samples, "cpu", "ort")
+        finally:
+            onnx_quant.TARGETS["cpu"] = cpu
+        if stored_as_uint8:
+            _weights_to_uint8(q)
+        onnx.save(q, str(p))
+
+    make("edgekit_ort_w8", ".onnx", full_range)
+    make("edgekit_ort_u8w", ".onnx", lambda p: full_range(p, stored_as_uint8=True))
     make("edgekit_nncf", ".onnx", lambda p: onnx.save(
         quantize_proto(copy.deepcopy(fproto), samples, "cpu", "nncf"), str(p)))
 

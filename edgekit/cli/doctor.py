@@ -30,17 +30,9 @@ def _version(dist: str) -> str | None:
 
 
 def _cpu() -> dict:
-    from ..runtime.harness import cpu_name  # the same name the profile results record
+    from ..runtime.harness import cpu_flags, cpu_name  # what the profile results record
 
-    name, flags = cpu_name(), []
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                key = line.split(":", 1)[0].strip().lower()
-                if key in ("flags", "features") and not flags:
-                    flags = line.split(":", 1)[1].split()
-    except OSError:
-        pass
+    name, flags = cpu_name(), cpu_flags()
     interesting = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "fma", "f16c", "asimddp",
                    "i8mm", "fphp", "asimdhp", "sve")
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()

@@ -1,17 +1,20 @@
 """int8 ONNX quantization, with the scheme chosen per target because speed depends on it.
 
 - ``--target cpu`` (onnxruntime's CPU provider): QDQ, **uint8** per-tensor activations and
-  per-channel symmetric weights stored as **uint8** with zero point 128 (int8 values, exactly).
-  onnxruntime's x86-64 kernels multiply uint8 activations by int8 weights with VPMADDUBSW where
-  the CPU has no VNNI (AVX2, AVX-512 without VNNI), which adds pairs of products in saturating
-  16-bit arithmetic: full-range int8 weights overflow it, silently. Measured on an AMD EPYC
-  (AVX2), a PyTorch MobileNetV2 (32 px) agreed with its float model on 83.7% of 1,000 test
-  images with int8 weights (94.5% with onnxruntime's fused kernels turned off), and on 94.9%
-  with uint8 weights, which onnxruntime runs with its uint8 x uint8 kernels (no saturation) for
-  about 1.1x the time. onnxruntime's other remedy, 7-bit weights (``reduce_range``), agreed on
-  93.3%: it loses precision on every CPU. int8 activations take a slower path (measured on a
-  Xeon: MobileNetV2 3.5 ms with uint8 activations, 5.6 ms with int8, fp32 6.2 ms). Every run
-  re-measures the speed (``speed.compare_speed``).
+  per-channel symmetric int8 weights in a **7-bit** range (-64..64). onnxruntime's x86-64
+  kernels multiply uint8 activations by int8 weights; where the CPU has no VNNI (AVX2, AVX-512
+  without VNNI) they use VPMADDUBSW, which adds pairs of products in saturating 16-bit
+  arithmetic, and full-range weights overflow it, silently. 7-bit weights cannot (2 x 255 x 64
+  fits); this is onnxruntime's ``reduce_range``, and NNCF's ``overflow_fix``. Measured on an
+  AMD EPYC (AVX2), top-1 agreement with the float model on 1,000 test images (PyTorch
+  MobileNetV2 / edgekit's Keras MobileNetV2, 32 px): full-range weights 83.7 / 78.9% (94.5 /
+  92.0% with onnxruntime's fused kernels turned off: the overflow), 7-bit 93.3 / 91.4%, and
+  full range stored as uint8 (zero point 128, run by onnxruntime's uint8 x uint8 kernels,
+  which do not saturate) 94.9 / 91.8%. At 224 px (benchmarks/int8_speed.py, 1 thread,
+  MobileNetV2) 7-bit weights took 6.06 ms, full range 5.93 ms, uint8 storage 8.19 ms and fp32
+  8.97 ms: uint8 storage costs 1.3-1.4x and leaves int8 barely faster than fp32. int8 activations
+  take a slower path (measured on a Xeon: MobileNetV2 3.5 ms with uint8 activations, 5.6 ms
+  with int8, fp32 6.2 ms). Every run re-measures the speed (``speed.compare_speed``).
 - ``--target tensorrt`` (alias ``jetson``): QDQ, symmetric int8 activations and weights
   (zero point 0), per-channel weights: TensorRT's explicit quantization takes only that.
   The model is NCHW with a static shape (``export.onnx.TARGETS``).
@@ -20,9 +23,9 @@ Engines: ``ort`` (onnxruntime.quantization.quantize_static, MinMax calibration) 
 (NNCF's post-training quantization: its quantizer placement plus fast bias correction, which
 often wins accuracy back). NNCF writes activations in int8 or uint8 as it sees fit and, by
 default, per-channel scales on depthwise inputs, which onnxruntime's CPU kernels reject; edgekit
-asks for per-tensor activations and re-expresses every int8 activation and weight as uint8
-(same scale, zero point + 128: the same real values, exactly), as above. No library does that
-rewrite, hence the few lines below.
+asks for per-tensor activations and 7-bit weights and re-expresses every int8 activation as
+uint8 (same scale, zero point + 128: the same real values, exactly) so the output runs on the
+fast path. No library does that rewrite, hence the few lines below.
 """
 
 from __future__ import annotations
@@ -47,15 +50,16 @@ log = logging.getLogger("edgekit")
 # quantize_bias: TensorRT's ONNX parser takes int8 QDQ only (onnxOpImporters.cpp,
 # QuantDequantLinearHelper), so int32 bias DequantizeLinear nodes would be refused: biases stay
 # float and TensorRT folds them itself.
-TARGETS = {"cpu": {"activation": "uint8", "weights": "uint8", "symmetric_activations": False,
+# weight_bits 7 (cpu): see the module docstring.
+TARGETS = {"cpu": {"activation": "uint8", "weight_bits": 7, "symmetric_activations": False,
                    "quantize_bias": True},
-           "tensorrt": {"activation": "int8", "weights": "int8", "symmetric_activations": True,
+           "tensorrt": {"activation": "int8", "weight_bits": 8, "symmetric_activations": True,
                         "quantize_bias": False}}
 TARGETS["jetson"] = TARGETS["tensorrt"]
 ENGINES = ("ort", "nncf")
-_WEIGHTS = {"int8": "int8 per-channel symmetric",
-            "uint8": "int8 per-channel symmetric, stored as uint8 with zero point 128 (exact; "
-                     "onnxruntime's u8s8 kernels saturate on x86 without VNNI)"}
+_WEIGHTS = {8: "int8 per-channel symmetric",
+            7: "int8 per-channel symmetric, 7-bit range (-64..64): onnxruntime's uint8 x int8 "
+               "kernels saturate full-range weights on x86 without VNNI"}
 Progress = Callable[[int, int], None]
 
 
@@ -108,8 +112,7 @@ def _ort(proto, samples, name, target, exclude, progress):
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     scheme = TARGETS[target]
-    act, weights = (QuantType.QUInt8 if scheme[k] == "uint8" else QuantType.QInt8
-                    for k in ("activation", "weights"))
+    act = QuantType.QUInt8 if scheme["activation"] == "uint8" else QuantType.QInt8
     root = logging.getLogger()
     level = root.level
     with tempfile.TemporaryDirectory(prefix="edgekit-q-") as tmp:
@@ -119,7 +122,8 @@ def _ort(proto, samples, name, target, exclude, progress):
         try:
             quantize_static(src, out, _reader(samples, name, progress),
                             quant_format=QuantFormat.QDQ, per_channel=True, activation_type=act,
-                            weight_type=weights, nodes_to_exclude=list(exclude) or None,
+                            weight_type=QuantType.QInt8, reduce_range=scheme["weight_bits"] == 7,
+                            nodes_to_exclude=list(exclude) or None,
                             extra_options={"ActivationSymmetric": scheme["symmetric_activations"],
                                            "WeightSymmetric": True,
                                            "QuantizeBias": scheme["quantize_bias"],
@@ -135,7 +139,7 @@ def _nncf(proto, samples, name, exclude, progress):
     try:
         import nncf
         from nncf.quantization.advanced_parameters import (AdvancedQuantizationParameters,
-                                                           QuantizationParameters)
+                                                           OverflowFix, QuantizationParameters)
     except ImportError as exc:
         raise EnvironmentProblem(f"--engine nncf needs the nncf package ({exc})") from None
     logging.getLogger("nncf").setLevel(logging.ERROR)
@@ -145,7 +149,8 @@ def _nncf(proto, samples, name, exclude, progress):
             progress(min(i + 1, len(samples)), len(samples))
         return {name: samples[i:i + 1]}
 
-    adv = AdvancedQuantizationParameters(
+    adv = AdvancedQuantizationParameters(  # ENABLE: every weight in the 7-bit range, as ort's
+        overflow_fix=OverflowFix.ENABLE,  # reduce_range (NNCF's default fixes the first conv)
         activations_quantization_params=QuantizationParameters(per_channel=False))
     scope = nncf.IgnoredScope(names=list(exclude), validate=False) if exclude else None
     # NNCF draws its own progress bars on stdout, which --json keeps for the document alone
@@ -153,13 +158,12 @@ def _nncf(proto, samples, name, exclude, progress):
         q = nncf.quantize(proto, nncf.Dataset(range(len(samples)), transform),
                           subset_size=len(samples), advanced_parameters=adv,
                           **({"ignored_scope": scope} if scope else {}))
-    return int8_to_uint8(q)
+    return activations_to_uint8(q)
 
 
-def int8_to_uint8(proto):
-    """Re-express int8 QuantizeLinear/DequantizeLinear pairs (activations) and int8 weight
-    constants read by a DequantizeLinear in uint8: q' = q + 128, zero point' = zero point + 128,
-    scale unchanged, so every dequantized value is identical."""
+def activations_to_uint8(proto):
+    """Re-express int8 activation QuantizeLinear/DequantizeLinear pairs in uint8: q' = q + 128,
+    zero point' = zero point + 128, scale unchanged, so every dequantized value is identical."""
     from onnx import numpy_helper
 
     g = proto.graph
@@ -169,34 +173,27 @@ def int8_to_uint8(proto):
         for i in n.input:
             consumers.setdefault(i, []).append(n)
 
-    def int8(name: str) -> bool:
-        return name in inits and inits[name].data_type == 3  # INT8
-
-    def shift(name: str) -> None:
-        v = numpy_helper.to_array(inits[name]).astype(np.int16) + 128
-        inits[name].CopyFrom(numpy_helper.from_array(v.astype(np.uint8), name))
-
-    def only_read_by(names, nodes) -> bool:  # else shifting would change other nodes
-        ids = {id(x) for x in nodes}
-        return all(id(c) in ids for z in names for c in consumers.get(z, []))
+    def shift(zp_name: str) -> None:
+        zp = inits[zp_name]
+        if zp.data_type == 3:  # INT8
+            v = numpy_helper.to_array(zp).astype(np.int16) + 128
+            zp.CopyFrom(numpy_helper.from_array(v.astype(np.uint8), zp.name))
 
     changed = set()
     for n in g.node:
-        if len(n.input) < 3 or not int8(n.input[2]):
-            continue
-        if n.op_type == "DequantizeLinear" and int8(n.input[0]):  # a weight
-            if only_read_by(n.input[:3:2], [n]):
-                shift(n.input[0]), shift(n.input[2])
-        elif n.op_type == "QuantizeLinear" and n.input[0] not in inits:  # an activation
+        if (n.op_type == "QuantizeLinear" and n.input[0] not in inits and len(n.input) > 2
+                and n.input[2] in inits and inits[n.input[2]].data_type == 3):
             deqs = consumers.get(n.output[0], [])
-            if any(d.op_type != "DequantizeLinear" or len(d.input) < 3 or not int8(d.input[2])
+            if any(d.op_type != "DequantizeLinear" or len(d.input) < 3 or d.input[2] not in inits
                    for d in deqs):
                 continue  # not a plain Q -> DQ pair: leave it as NNCF wrote it
             zps = {n.input[2], *(d.input[2] for d in deqs)}
-            if only_read_by(zps, [n, *deqs]):
-                for z in zps:
-                    shift(z)
-                changed.add(n.output[0])
+            pair = {id(x) for x in (n, *deqs)}
+            if any(id(c) not in pair for z in zps for c in consumers.get(z, [])):
+                continue  # a zero point shared with other nodes: shifting would change them
+            for z in zps:
+                shift(z)
+            changed.add(n.output[0])
     keep = [v for v in g.value_info if v.name not in changed]  # stale int8 type annotations
     del g.value_info[:]
     g.value_info.extend(keep)
@@ -273,7 +270,7 @@ def quantize_onnx(source: Artifact, out: Path, mode: str = "int8", calib: str | 
         facts["fidelity_on_calibration"] = _fidelity(qproto, fproto, samples)
     config = {"engine": engine, "target": target, "mode": mode, "calib": calib,
               "calib_size": int(len(samples)), "opset": opset,
-              "scheme": {"format": "QDQ", "weights": _WEIGHTS[TARGETS[target]["weights"]],
+              "scheme": {"format": "QDQ", "weights": _WEIGHTS[TARGETS[target]["weight_bits"]],
                          "activations": f"{TARGETS[target]['activation']} per-tensor "
                          + ("symmetric" if TARGETS[target]["symmetric_activations"]
                             else "asymmetric")}}

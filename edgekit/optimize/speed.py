@@ -15,6 +15,22 @@ from typing import Callable
 from ..core.artifacts import Artifact
 
 log = logging.getLogger("edgekit")
+# x86 int8 dot-product instructions. Without them (AVX2 only) onnxruntime's and XNNPACK's int8
+# kernels multiply with VPMADDUBSW + VPMADDWD and gain little over float: measured on an AMD
+# EPYC (AVX2), a keras.applications MobileNetV3Small int8 .tflite took 1.07-1.12x fp32's time,
+# 0.47-0.69x on a Xeon with AVX-512 VNNI (benchmarks/int8_ops.py).
+X86_INT8_DOT = ("avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def x86_without_vnni() -> bool:
+    """Whether this machine is an x86-64 CPU without int8 dot-product instructions."""
+    import platform
+
+    from ..runtime.harness import cpu_flags
+
+    flags = cpu_flags()
+    return platform.machine() in ("x86_64", "AMD64") and bool(flags) and \
+        not any(f in flags for f in X86_INT8_DOT)
 
 
 def compare_speed(candidate: Artifact, baseline: Artifact, threads: int = 1,
@@ -36,7 +52,8 @@ def compare_speed(candidate: Artifact, baseline: Artifact, threads: int = 1,
             "runtime": f"{best['candidate']['runtime']} {best['candidate']['runtime_version']}",
             "threads": threads, "rounds": rounds, "baseline": baseline.meta.get("precision", "fp32"),
             "candidate_ms": round(cand, 4), "baseline_ms": round(base, 4),
-            "speedup": round(base / cand, 3), "faster": cand < base}
+            "speedup": round(base / cand, 3), "faster": cand < base,
+            "x86_without_vnni": x86_without_vnni()}
 
 
 def warn_if_slower(check: dict, what: str, hint: str = "") -> None:
@@ -45,6 +62,10 @@ def warn_if_slower(check: dict, what: str, hint: str = "") -> None:
                     "measured on %s). Check the target and engine%s.", what, check["baseline"],
                     check["candidate_ms"], check["baseline_ms"], check["threads"],
                     check["runtime"], check["measured_on"], hint)
+        if check.get("x86_without_vnni"):
+            log.warning("This CPU has no int8 dot-product instructions (x86 VNNI), without which "
+                        "int8 kernels gain little over float; the device you deploy to may "
+                        "differ: time the model there (edgekit profile MODEL --host ...).")
 
 
 def record_speed(art: Artifact, write_float: Callable[[Path], None], threads: int = 1) -> Artifact:

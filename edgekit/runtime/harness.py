@@ -263,6 +263,19 @@ def cpu_name():
     return platform.processor() or platform.machine()
 
 
+def cpu_flags():
+    """The feature flags /proc/cpuinfo lists for the first CPU (x86 "flags", Arm "Features");
+    [] where there is no such file."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.split(":", 1)[0].strip().lower() in ("flags", "features"):
+                    return line.split(":", 1)[1].split()
+    except OSError:
+        pass
+    return []
+
+
 def llc_bytes():
     """Size of the largest (last-level) CPU cache Linux reports, or None."""
     best = (0, None)
