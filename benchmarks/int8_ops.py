@@ -8,7 +8,9 @@ which ops XNNPACK took ("DELEGATE") and which TFLite's own kernels run.
 
 Then whole models: a keras.applications MobileNetV3Small at 64 and 96 px, fp32, int8 with
 every op int8, and int8 with HARD_SWISH in float islands (what `edgekit quantize` writes for
-the CPU; formats/islands.py).
+the CPU; formats/islands.py); and a keras.applications MobileNetV2 (no hard-swish, no
+squeeze-excite) at the same sizes, fp32 and int8, to tell what is particular to those ops
+from what int8 gains or loses on this CPU at all.
 
     python benchmarks/int8_ops.py
 """
@@ -76,9 +78,11 @@ def cases():
     }
 
 
-def whole_model(size: int) -> None:
-    """keras.applications MobileNetV3Small (weights=None, a user's 10-way head) at ``size``:
-    fp32, int8 with every op int8, and int8 with edgekit's float islands."""
+def whole_model(kind: str, size: int) -> None:
+    """keras.applications ``kind`` (weights=None, a user's 10-way head) at ``size``: fp32,
+    int8 with every op int8, and int8 with edgekit's float islands (MobileNetV2, which has no
+    hard-swish, gets none: it shows what int8 gains on this CPU without the hard-swish and
+    squeeze-excite ops)."""
     import tensorflow as tf
 
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1] / "tests"))
@@ -86,7 +90,7 @@ def whole_model(size: int) -> None:
 
     from edgekit.formats.islands import float_islands
 
-    model = build("mobilenet_v3_small", size)
+    model = build(kind, size)
     rng = np.random.default_rng(0)
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     fp32 = conv.convert()
@@ -96,11 +100,14 @@ def whole_model(size: int) -> None:
     conv.inference_input_type = conv.inference_output_type = tf.int8
     all_int8 = conv.convert()
     islands, moved = float_islands(all_int8)
-    times = {name: bench(data, 500)[0] for name, data in
-             (("fp32", fp32), ("int8", all_int8), ("islands", islands))}
-    print(f"MobileNetV3Small {size}px   fp32 {times['fp32']:7.1f} us   int8 {times['int8']:7.1f} "
-          f"us ({times['int8'] / times['fp32']:.2f}x)   int8 + float islands {times['islands']:7.1f} "
-          f"us ({times['islands'] / times['fp32']:.2f}x; {moved})")
+    variants = [("fp32", fp32), ("int8", all_int8)] + ([("islands", islands)] if moved else [])
+    times = {name: bench(data, 500)[0] for name, data in variants}
+    line = (f"{kind} {size}px   fp32 {times['fp32']:7.1f} us   int8 {times['int8']:7.1f} "
+            f"us ({times['int8'] / times['fp32']:.2f}x)")
+    if moved:
+        line += (f"   int8 + float islands {times['islands']:7.1f} us "
+                 f"({times['islands'] / times['fp32']:.2f}x; {moved})")
+    print(line, flush=True)
 
 
 if __name__ == "__main__":
@@ -117,4 +124,5 @@ if __name__ == "__main__":
         print(f"{name:24s} fp32 {fp32:7.1f} us   int8 {int8:7.1f} us   int8/fp32 "
               f"{int8 / fp32:5.2f}   int8 ops: {', '.join(ops)}")
     for size in (64, 96):
-        whole_model(size)
+        for kind in ("mobilenet_v3_small", "mobilenet_v2"):
+            whole_model(kind, size)
