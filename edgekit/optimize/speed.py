@@ -16,9 +16,10 @@ from ..core.artifacts import Artifact
 
 log = logging.getLogger("edgekit")
 # x86 int8 dot-product instructions. Without them (AVX2 only) onnxruntime's and XNNPACK's int8
-# kernels multiply with VPMADDUBSW + VPMADDWD and gain little over float: measured on an AMD
-# EPYC (AVX2), a keras.applications MobileNetV3Small int8 .tflite took 1.07-1.12x fp32's time,
-# 0.47-0.69x on a Xeon with AVX-512 VNNI (benchmarks/int8_ops.py).
+# kernels multiply with VPMADDUBSW + VPMADDWD and gain little over float, or lose: measured on
+# an AMD EPYC (AVX2), keras.applications MobileNetV3Small and MobileNetV2 int8 .tflite files
+# took 1.20-1.23x and 1.49-1.54x fp32's time, against 0.47-0.69x for MobileNetV3Small on a
+# Xeon with AVX-512 VNNI (benchmarks/int8_ops.py, 64 and 96 px, 1 thread).
 X86_INT8_DOT = ("avx512_vnni", "avx_vnni", "amx_int8")
 
 
