@@ -200,6 +200,24 @@ def activations_to_uint8(proto):
     return proto
 
 
+def full_range_weights(proto) -> list[str]:
+    """The Conv / MatMul / Gemm nodes (depthwise convolutions aside) that read int8 weights
+    beyond the 7-bit range through a DequantizeLinear: those onnxruntime's uint8 x int8 kernels
+    can saturate on x86 CPUs without VNNI (see the module docstring)."""
+    from onnx import numpy_helper
+
+    g = proto.graph
+    inits = {i.name: i for i in g.initializer}
+    wide = {n.output[0] for n in g.node
+            if n.op_type == "DequantizeLinear" and n.input[0] in inits
+            and inits[n.input[0]].data_type == 3  # INT8
+            and np.abs(numpy_helper.to_array(inits[n.input[0]]).astype(np.int16)).max() > 64}
+    return [n.name or n.output[0] for n in g.node
+            if n.op_type in ("Conv", "MatMul", "Gemm") and len(n.input) > 1
+            and n.input[1] in wide
+            and all(a.i == 1 for a in n.attribute if a.name == "group")]
+
+
 def float_source(source: Artifact, target: str, opset: int, unsafe: bool,
                  input_size: tuple[int, int] | None = None, model=None):
     """(float proto, facts, (H, W, C), NCHW?) of ``source`` for the ONNX quantizers: a Keras

@@ -93,6 +93,8 @@ def profile(artifact: Artifact, runner: Runner, *, data: str | None = None,
                + (f", then evaluating {len(images)} images" if images is not None else ""))
         timing, scores = runner.measure(warmup, runs, threads, images)
     result = _document(artifact, runner, timing, threads, warmup, runs, shape, prep, device)
+    if artifact.format == "onnx" and runner.name == "local":
+        result.update(_u8s8_overflow(artifact, timing))
     classes = False
     if scores is not None:
         result["outputs"] = outputs = output_kind(scores, timing.get("n_model_outputs", 1))
@@ -130,6 +132,32 @@ def profile(artifact: Artifact, runner: Runner, *, data: str | None = None,
         if classes and labels is not None:
             result["reference_accuracy"] = {**accuracy(ref_scores, labels), "dataset": data}
     return result
+
+
+def _u8s8_overflow(artifact: Artifact, timing: dict) -> dict[str, Any]:
+    """Where onnxruntime's CPU provider on this x86 CPU without VNNI may saturate the file's
+    full-range int8 weights: a warning and ``int8_overflow_risk`` (the accuracy measured here
+    is then the saturated one; a VNNI or Arm CPU would compute what the graph says)."""
+    from ..optimize.speed import x86_without_vnni
+
+    providers = timing.get("execution_providers") or ["CPUExecutionProvider"]
+    if providers[0] != "CPUExecutionProvider" or not x86_without_vnni():
+        return {}
+    import onnx
+
+    from ..optimize.onnx_quant import full_range_weights
+
+    layers = full_range_weights(onnx.load(str(artifact.path), load_external_data=False))
+    if not layers:
+        return {}
+    log.warning("%s: %d layers read int8 weights beyond 7 bits, which onnxruntime's CPU kernels "
+                "can saturate on this x86 CPU without VNNI (silently: the accuracy measured here "
+                "may be lower than on other CPUs). Quantize with 7-bit weights (edgekit quantize "
+                "--format onnx does; onnxruntime's reduce_range), or set the session option "
+                "session.x64quantprecision=1 where it runs.", artifact.path.name, len(layers))
+    return {"int8_overflow_risk": {"layers": len(layers), "first": layers[0],
+                                   "cpu": timing["cpu"], "remedy": "7-bit weights, or "
+                                   "session.x64quantprecision=1"}}
 
 
 def output_kind(scores: np.ndarray, n_outputs: int = 1) -> dict[str, Any]:

@@ -193,6 +193,41 @@ def test_quantize_nncf_engine_runs_on_the_fast_path(workdir, trained_keras, floa
     assert proc.returncode == 2 and "symmetric" in proc.stderr
 
 
+def test_profile_warns_where_the_cpu_may_saturate_full_range_weights(workdir, trained_keras):
+    """A user's ONNX file quantized by onnxruntime with full-range int8 weights: on an x86 CPU
+    without VNNI, profile says its kernels may saturate them; edgekit's own 7-bit file and
+    any file on another CPU get no such note."""
+    import onnx
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    from edgekit.core.artifacts import open_artifact
+    from edgekit.optimize.onnx_quant import _reader, full_range_weights, onnx_calibration
+    from edgekit.optimize.speed import x86_without_vnni
+
+    fp32, theirs = workdir / "user_fp32.onnx", workdir / "user_full_range_int8.onnx"
+    run_cli("export", trained_keras, "--format", "onnx", "-o", fp32, check=True)
+    x = onnx_calibration(open_artifact(fp32), "fashion-mnist-sample:train", 50, (32, 32, 3), False)
+    quantize_static(fp32, theirs, _reader(x, "input", None), quant_format=QuantFormat.QDQ,
+                    per_channel=True, activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8)
+    layers = full_range_weights(onnx.load(str(theirs)))
+    assert len(layers) > 10  # the pointwise convs and the classifier, not the depthwise ones
+    proc = run_cli("profile", theirs, "--runs", "3", "--warmup", "1", "--json", check=True)
+    risk = json.loads(proc.stdout).get("int8_overflow_risk")
+    if x86_without_vnni():  # as on the machines this suite was written on
+        assert risk["layers"] == len(layers) and "x64quantprecision" in risk["remedy"]
+        assert "saturate" in proc.stderr
+    else:
+        assert risk is None
+    ours = workdir / "q_ours_7bit.onnx"
+    run_cli("quantize", trained_keras, "--format", "onnx", "--mode", "int8", *CALIB,
+            "--no-speed-check", "-o", ours, check=True)
+    assert full_range_weights(onnx.load(str(ours))) == []
+    doc = json.loads(run_cli("profile", ours, "--runs", "3", "--warmup", "1", "--json",
+                             check=True).stdout)
+    assert "int8_overflow_risk" not in doc
+
+
 def test_int8_activations_rewritten_to_uint8_exactly():
     """NNCF's int8 activations become uint8 with zero point + 128: the same real values."""
     import onnx
