@@ -5,7 +5,10 @@
   kernels multiply uint8 activations by int8 weights; where the CPU has no VNNI (AVX2, AVX-512
   without VNNI) they use VPMADDUBSW, which adds pairs of products in saturating 16-bit
   arithmetic, and full-range weights overflow it, silently. 7-bit weights cannot (2 x 255 x 64
-  fits); this is onnxruntime's ``reduce_range``, and NNCF's ``overflow_fix``. Measured on an
+  fits); this is onnxruntime's ``reduce_range``, and NNCF's ``overflow_fix``. (onnxruntime's
+  session option ``session.x64quantprecision=1`` avoids the overflow at run time, on such CPUs
+  only, but it is a setting of whoever runs the file: edgekit cannot count on it; ``profile``
+  warns about full-range files on such CPUs, ``full_range_weights``.) Measured on an
   AMD EPYC (AVX2), top-1 agreement with the float model on 1,000 test images (PyTorch
   MobileNetV2 / edgekit's Keras MobileNetV2, 32 px): full-range weights 83.7 / 78.9% (94.5 /
   92.0% with onnxruntime's fused kernels turned off: the overflow), 7-bit 93.3 / 91.4%, and
