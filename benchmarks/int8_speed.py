@@ -131,12 +131,13 @@ def _weights_to_uint8(proto) -> None:
     from onnx import numpy_helper
 
     inits = {i.name: i for i in proto.graph.initializer}
-    for n in proto.graph.node:
-        if n.op_type == "DequantizeLinear" and n.input[0] in inits and len(n.input) > 2 \
-                and inits[n.input[0]].data_type == 3:  # INT8
-            for name in (n.input[0], n.input[2]):
-                v = numpy_helper.to_array(inits[name]).astype(np.int16) + 128
-                inits[name].CopyFrom(numpy_helper.from_array(v.astype(np.uint8), name))
+    names = {name for n in proto.graph.node
+             if n.op_type == "DequantizeLinear" and n.input[0] in inits and len(n.input) > 2
+             and inits[n.input[0]].data_type == 3  # INT8
+             for name in (n.input[0], n.input[2])}  # a set: a shared zero point shifts once
+    for name in names:
+        v = numpy_helper.to_array(inits[name]).astype(np.int16) + 128
+        inits[name].CopyFrom(numpy_helper.from_array(v.astype(np.uint8), name))
 
 
 def make_variants(family: str, d: Path, n_calib: int, seed: int = 0) -> dict[str, dict]:

@@ -101,5 +101,6 @@ def test_quantize_times_int8_against_float(trained_int8):
     assert sc["baseline"] == "fp32" and sc["threads"] == 1 and sc["runtime"].startswith("ai_edge_litert")
     assert sc["candidate_ms"] > 0 and sc["baseline_ms"] > 0
     assert sc["faster"] == (sc["candidate_ms"] < sc["baseline_ms"])
-    cpuinfo = Path("/proc/cpuinfo").read_text()  # int8 gains little on x86 without VNNI
-    assert sc["x86_without_vnni"] == (platform.machine() == "x86_64" and "vnni" not in cpuinfo)
+    cpuinfo = Path("/proc/cpuinfo")  # XNNPACK's int8 gains little on x86 without VNNI
+    if platform.machine() == "x86_64" and cpuinfo.exists():
+        assert sc["x86_without_vnni"] == ("vnni" not in cpuinfo.read_text())

@@ -20,6 +20,7 @@ Keras and onnx are imported inside the functions that read graphs.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -104,7 +105,8 @@ def infer(art, model=None) -> tuple[dict | None, str]:
     if art.format == "onnx":
         import onnx
 
-        return from_onnx(onnx.load(str(art.path), load_external_data=False))
+        return from_onnx(onnx.load(str(art.path), load_external_data=False),
+                         str(Path(art.path).parent))
     return None, f"no sidecar, and edgekit does not read preprocessing from a {art.format} graph"
 
 
@@ -173,12 +175,13 @@ def _keras_step(layer) -> str:
 _ONNX_ARITH = {"Sub": np.subtract, "Div": np.divide, "Mul": np.multiply, "Add": np.add}
 
 
-def from_onnx(proto) -> tuple[dict | None, str]:
-    """Read the preprocessing from arithmetic with constants on an ONNX model's input."""
+def from_onnx(proto, base_dir: str = "") -> tuple[dict | None, str]:
+    """Read the preprocessing from arithmetic with constants on an ONNX model's input
+    (``base_dir``: where the file's external data lies)."""
     from onnx import numpy_helper
 
     graph = proto.graph
-    consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    consts = {t.name: numpy_helper.to_array(t, base_dir) for t in graph.initializer}
     for node in graph.node:
         if node.op_type == "Constant" and node.attribute:
             consts[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)

@@ -61,8 +61,9 @@ TARGETS = {"cpu": {"activation": "uint8", "weight_bits": 7, "symmetric_activatio
 TARGETS["jetson"] = TARGETS["tensorrt"]
 ENGINES = ("ort", "nncf")
 _WEIGHTS = {8: "int8 per-channel symmetric",
-            7: "int8 per-channel symmetric, 7-bit range (-64..64): onnxruntime's uint8 x int8 "
-               "kernels saturate full-range weights on x86 without VNNI"}
+            7: "int8 per-channel symmetric, 7-bit range (-64..64; NNCF: not depthwise convs): "
+               "onnxruntime's uint8 x int8 kernels saturate full-range weights on x86 without "
+               "VNNI"}
 Progress = Callable[[int, int], None]
 
 
@@ -161,6 +162,11 @@ def _nncf(proto, samples, name, exclude, progress):
         q = nncf.quantize(proto, nncf.Dataset(range(len(samples)), transform),
                           subset_size=len(samples), advanced_parameters=adv,
                           **({"ignored_scope": scope} if scope else {}))
+    wide = full_range_weights(q)  # NNCF's overflow fix skips grouped (not depthwise) convs
+    if wide:
+        log.warning("NNCF left %d layer(s) with full-range int8 weights (first: %s), which "
+                    "onnxruntime's kernels can saturate on x86 CPUs without VNNI; --engine ort "
+                    "quantizes every layer in 7 bits", len(wide), wide[0])
     return activations_to_uint8(q)
 
 
@@ -203,22 +209,34 @@ def activations_to_uint8(proto):
     return proto
 
 
-def full_range_weights(proto) -> list[str]:
-    """The Conv / MatMul / Gemm nodes (depthwise convolutions aside) that read int8 weights
-    beyond the 7-bit range through a DequantizeLinear: those onnxruntime's uint8 x int8 kernels
-    can saturate on x86 CPUs without VNNI (see the module docstring)."""
+def full_range_weights(proto, base_dir: str = "") -> list[str]:
+    """The Conv / MatMul / Gemm nodes of a QDQ graph (depthwise convolutions aside) that read
+    int8 weights beyond +-64 (7 bits) through a DequantizeLinear, with a quantized activation
+    beside them (what onnxruntime fuses into an integer kernel): those its uint8 x int8 kernels
+    can saturate on x86 CPUs without VNNI (see the module docstring). ``base_dir``: where the
+    file's external data lies."""
     from onnx import numpy_helper
 
     g = proto.graph
     inits = {i.name: i for i in g.initializer}
-    wide = {n.output[0] for n in g.node
-            if n.op_type == "DequantizeLinear" and n.input[0] in inits
-            and inits[n.input[0]].data_type == 3  # INT8
-            and np.abs(numpy_helper.to_array(inits[n.input[0]]).astype(np.int16)).max() > 64}
+    dequantized = {n.output[0]: n for n in g.node if n.op_type == "DequantizeLinear"}
+
+    def wide(name: str) -> bool:  # an int8 constant beyond the 7-bit range
+        node = dequantized.get(name)
+        t = inits.get(node.input[0]) if node is not None else None
+        if t is None or t.data_type != 3:  # INT8
+            return False
+        q = numpy_helper.to_array(t, base_dir).astype(np.int16)
+        return q.size > 0 and int(np.abs(q).max()) > 64
+
+    def depthwise(node) -> bool:  # one input channel per group: onnxruntime's own kernel
+        w = inits.get(dequantized[node.input[1]].input[0])
+        return node.op_type == "Conv" and w is not None and len(w.dims) > 1 and w.dims[1] == 1 \
+            and any(a.name == "group" and a.i > 1 for a in node.attribute)
+
     return [n.name or n.output[0] for n in g.node
             if n.op_type in ("Conv", "MatMul", "Gemm") and len(n.input) > 1
-            and n.input[1] in wide
-            and all(a.i == 1 for a in n.attribute if a.name == "group")]
+            and n.input[0] in dequantized and wide(n.input[1]) and not depthwise(n)]
 
 
 def float_source(source: Artifact, target: str, opset: int, unsafe: bool,

@@ -14,8 +14,9 @@ int8: onnxruntime's uint8 x int8 kernels on x86-64 without VNNI (AVX2) add pairs
 in saturating 16-bit arithmetic (VPMADDUBSW), and full-range QAT weights overflow it. Measured
 on an AMD EPYC (AVX2): a QAT MobileNetV2's ONNX agreed with its Keras model on 80% of test
 images with int8 weights, 95% with uint8 ones (its TFLite file: 95.4%; onnxruntime without
-fused kernels: 99.8%), for 1.18x the time. edgekit's post-training ONNX stores its weights
-the same way (``onnx_quant``).
+fused kernels: 99.8%), for 1.18x the time of that 32-px model (1.3-1.4x for MobileNetV2
+at 224 px, benchmarks/int8_speed.py). edgekit's post-training ONNX avoids the overflow with
+7-bit weights instead (``onnx_quant``); QAT weights keep the grid they were trained on.
 """
 
 from __future__ import annotations

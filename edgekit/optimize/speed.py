@@ -15,23 +15,27 @@ from typing import Callable
 from ..core.artifacts import Artifact
 
 log = logging.getLogger("edgekit")
-# x86 int8 dot-product instructions. Without them (AVX2 only) onnxruntime's and XNNPACK's int8
-# kernels multiply with VPMADDUBSW + VPMADDWD and gain little over float, or lose: measured on
-# an AMD EPYC (AVX2), keras.applications MobileNetV3Small and MobileNetV2 int8 .tflite files
-# took 1.20-1.23x and 1.49-1.54x fp32's time, against 0.47-0.69x for MobileNetV3Small on a
-# Xeon with AVX-512 VNNI (benchmarks/int8_ops.py, 64 and 96 px, 1 thread).
+# x86 int8 dot-product instructions. Without them (AVX2 only) XNNPACK's int8 kernels gain
+# little over float, or lose: measured on an AMD EPYC (AVX2), keras.applications
+# MobileNetV3Small and MobileNetV2 int8 .tflite files took 1.20-1.23x and 1.49-1.54x fp32's
+# time, against 0.47-0.69x for MobileNetV3Small on a Xeon with AVX-512 VNNI
+# (benchmarks/int8_ops.py, 64 and 96 px, 1 thread). onnxruntime's int8 still won there (1.48x
+# faster than fp32, benchmarks/int8_speed.py), so the note is for LiteRT only.
 X86_INT8_DOT = ("avx512_vnni", "avx_vnni", "amx_int8")
+LITERT_RUNTIMES = ("ai_edge_litert", "tflite_runtime", "tensorflow.lite")  # harness names
 
 
-def x86_without_vnni() -> bool:
-    """Whether this machine is an x86-64 CPU without int8 dot-product instructions."""
+def x86_without_vnni() -> bool | None:
+    """Whether this machine is an x86-64 CPU without int8 dot-product instructions (None:
+    its CPU flags cannot be read)."""
     import platform
 
     from ..runtime.harness import cpu_flags
 
+    if platform.machine() != "x86_64":
+        return False
     flags = cpu_flags()
-    return platform.machine() in ("x86_64", "AMD64") and bool(flags) and \
-        not any(f in flags for f in X86_INT8_DOT)
+    return not any(f in flags for f in X86_INT8_DOT) if flags else None
 
 
 def compare_speed(candidate: Artifact, baseline: Artifact, threads: int = 1,
@@ -63,10 +67,10 @@ def warn_if_slower(check: dict, what: str, hint: str = "") -> None:
                     "measured on %s). Check the target and engine%s.", what, check["baseline"],
                     check["candidate_ms"], check["baseline_ms"], check["threads"],
                     check["runtime"], check["measured_on"], hint)
-        if check.get("x86_without_vnni"):
+        if check.get("x86_without_vnni") and check["runtime"].startswith(LITERT_RUNTIMES):
             log.warning("This CPU has no int8 dot-product instructions (x86 VNNI), without which "
-                        "int8 kernels gain little over float; the device you deploy to may "
-                        "differ: time the model there (edgekit profile MODEL --host ...).")
+                        "XNNPACK's int8 kernels gain little over float; the device you deploy to "
+                        "may differ: time the model there (edgekit profile MODEL --host ...).")
 
 
 def record_speed(art: Artifact, write_float: Callable[[Path], None], threads: int = 1) -> Artifact:

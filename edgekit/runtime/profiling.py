@@ -147,14 +147,21 @@ def _u8s8_overflow(artifact: Artifact, timing: dict) -> dict[str, Any]:
 
     from ..optimize.onnx_quant import full_range_weights
 
-    layers = full_range_weights(onnx.load(str(artifact.path), load_external_data=False))
+    path = Path(artifact.path)
+    try:  # advice only: a file it cannot read is not a reason to stop the profile
+        layers = full_range_weights(onnx.load(str(path), load_external_data=False),
+                                    str(path.parent))
+    except Exception as exc:  # noqa: BLE001
+        log.debug("int8 weight range not checked: %s", exc)
+        return {}
     if not layers:
         return {}
-    log.warning("%s: %d layers read int8 weights beyond 7 bits, which onnxruntime's CPU kernels "
-                "can saturate on this x86 CPU without VNNI (silently: the accuracy measured here "
-                "may be lower than on other CPUs). Quantize with 7-bit weights (edgekit quantize "
-                "--format onnx does; onnxruntime's reduce_range), or set the session option "
-                "session.x64quantprecision=1 where it runs.", artifact.path.name, len(layers))
+    log.warning("%s: %d layer(s) read int8 weights beyond +-64 (7 bits), which onnxruntime's CPU "
+                "kernels can saturate on this x86 CPU without VNNI: its outputs (and any "
+                "accuracy) measured here may be worse than on other CPUs. Remedies: 7-bit weights "
+                "(edgekit quantize --format onnx --target cpu writes them; onnxruntime's "
+                "reduce_range), or the session option session.x64quantprecision=1 in the program "
+                "that runs the file.", path.name, len(layers))
     return {"int8_overflow_risk": {"layers": len(layers), "first": layers[0],
                                    "cpu": timing["cpu"], "remedy": "7-bit weights, or "
                                    "session.x64quantprecision=1"}}

@@ -228,6 +228,54 @@ def test_profile_warns_where_the_cpu_may_saturate_full_range_weights(workdir, tr
     assert "int8_overflow_risk" not in doc
 
 
+def test_full_range_weights_finds_the_layers_that_can_saturate(tmp_path):
+    """Grouped convs count (onnxruntime runs them as GEMMs), depthwise ones and layers whose
+    input is float (weight-only dequantization: no integer kernel) do not; weights in external
+    data are read from beside the file."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgekit.optimize.onnx_quant import full_range_weights
+
+    def weight(name, shape, top):
+        q = np.full(shape, top, np.int8)
+        return [numpy_helper.from_array(q, f"{name}_q"),
+                numpy_helper.from_array(np.float32(0.01), f"{name}_s"),
+                numpy_helper.from_array(np.int8(0), f"{name}_z")]
+
+    init = [numpy_helper.from_array(np.float32(0.1), "s"), numpy_helper.from_array(np.uint8(0), "z"),
+            *weight("grouped", (8, 2, 1, 1), 100), *weight("dw", (8, 1, 3, 3), 100),
+            *weight("small", (8, 8, 1, 1), 64), *weight("floatin", (8, 8, 1, 1), 100)]
+    init.append(numpy_helper.from_array(np.ones((8, 3, 1, 1), np.float32), "widen"))
+    nodes = [helper.make_node("Conv", ["image", "widen"], ["x"]),  # float, 3 -> 8 channels
+             helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"])]
+    for name, group in (("grouped", 4), ("dw", 8), ("small", 1), ("floatin", 1)):
+        nodes.append(helper.make_node("DequantizeLinear", [f"{name}_q", f"{name}_s", f"{name}_z"],
+                                      [f"{name}_w"]))
+        nodes.append(helper.make_node("Conv", ["x" if name == "floatin" else "xd", f"{name}_w"],
+                                      [f"{name}_y"], name=name, group=group,
+                                      pads=[1, 1, 1, 1] if name == "dw" else [0, 0, 0, 0]))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(
+                                  "image", TensorProto.FLOAT, [1, 3, 4, 4])],
+                              [helper.make_tensor_value_info(f"{n}_y", TensorProto.FLOAT, None)
+                               for n in ("grouped", "dw", "small", "floatin")], init)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    assert full_range_weights(model) == ["grouped"]
+    path = tmp_path / "ext" / "m.onnx"
+    path.parent.mkdir()
+    onnx.save(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+              location="m.data", size_threshold=0)
+    external = onnx.load(str(path), load_external_data=False)
+    assert full_range_weights(external, str(path.parent)) == ["grouped"]
+    proc = run_cli("profile", path, "--runs", "2", "--warmup", "1", "--json")
+    assert proc.returncode == 0, proc.stderr
+    from edgekit.optimize.speed import x86_without_vnni
+
+    risk = json.loads(proc.stdout).get("int8_overflow_risk")
+    assert (risk or {}).get("first") == ("grouped" if x86_without_vnni() else None)
+
+
 def test_int8_activations_rewritten_to_uint8_exactly():
     """NNCF's int8 activations become uint8 with zero point + 128: the same real values."""
     import onnx
