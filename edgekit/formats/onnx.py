@@ -331,3 +331,33 @@ def export_onnx(source: Artifact, out: Path, force: bool = False, unsafe: bool =
 
         facts["trtexec"] = {p: " ".join(build_command(Path(out).name, p)) for p in ("fp16", "fp32")}
     return write_onnx(proto, source, out, force, "export", config, "fp32", **facts)
+
+
+def full_range_weights(proto, base_dir: str = "") -> list[str]:
+    """The Conv / MatMul / Gemm nodes of a QDQ graph (depthwise convolutions aside) that read
+    int8 weights beyond +-64 (7 bits) through a DequantizeLinear, with a quantized activation
+    beside them (what onnxruntime fuses into an integer kernel): those its uint8 x int8 kernels
+    can saturate on x86 CPUs without VNNI (see optimize/onnx_quant.py). ``base_dir``: where the
+    file's external data lies."""
+    from onnx import numpy_helper
+
+    g = proto.graph
+    inits = {i.name: i for i in g.initializer}
+    dequantized = {n.output[0]: n for n in g.node if n.op_type == "DequantizeLinear"}
+
+    def wide(name: str) -> bool:  # an int8 constant beyond the 7-bit range
+        node = dequantized.get(name)
+        t = inits.get(node.input[0]) if node is not None else None
+        if t is None or t.data_type != 3:  # INT8
+            return False
+        q = numpy_helper.to_array(t, base_dir).astype(np.int16)
+        return q.size > 0 and int(np.abs(q).max()) > 64
+
+    def depthwise(node) -> bool:  # one input channel per group: onnxruntime's own kernel
+        w = inits.get(dequantized[node.input[1]].input[0])
+        return node.op_type == "Conv" and w is not None and len(w.dims) > 1 and w.dims[1] == 1 \
+            and any(a.name == "group" and a.i > 1 for a in node.attribute)
+
+    return [n.name or n.output[0] for n in g.node
+            if n.op_type in ("Conv", "MatMul", "Gemm") and len(n.input) > 1
+            and n.input[0] in dequantized and wide(n.input[1]) and not depthwise(n)]

@@ -15,27 +15,13 @@ from typing import Callable
 from ..core.artifacts import Artifact
 
 log = logging.getLogger("edgekit")
-# x86 int8 dot-product instructions. Without them (AVX2 only) XNNPACK's int8 kernels gain
-# little over float, or lose: measured on an AMD EPYC (AVX2), keras.applications
-# MobileNetV3Small and MobileNetV2 int8 .tflite files took 1.20-1.23x and 1.49-1.54x fp32's
-# time, against 0.47-0.69x for MobileNetV3Small on a Xeon with AVX-512 VNNI
+# Without int8 dot-product instructions (x86 AVX2: runtime.harness.x86_without_vnni)
+# XNNPACK's int8 kernels gain little over float, or lose: measured on an AMD EPYC (AVX2),
+# keras.applications MobileNetV3Small and MobileNetV2 int8 .tflite files took 1.20-1.23x and
+# 1.49-1.54x fp32's time, against 0.47-0.69x for MobileNetV3Small on a Xeon with AVX-512 VNNI
 # (benchmarks/int8_ops.py, 64 and 96 px, 1 thread). onnxruntime's int8 still won there (1.48x
-# faster than fp32, benchmarks/int8_speed.py), so the note is for LiteRT only.
-X86_INT8_DOT = ("avx512_vnni", "avx_vnni", "amx_int8")
+# faster than fp32, benchmarks/int8_speed.py), so the warning's note is for LiteRT only.
 LITERT_RUNTIMES = ("ai_edge_litert", "tflite_runtime", "tensorflow.lite")  # harness names
-
-
-def x86_without_vnni() -> bool | None:
-    """Whether this machine is an x86-64 CPU without int8 dot-product instructions (None:
-    its CPU flags cannot be read)."""
-    import platform
-
-    from ..runtime.harness import cpu_flags
-
-    if platform.machine() != "x86_64":
-        return False
-    flags = cpu_flags()
-    return not any(f in flags for f in X86_INT8_DOT) if flags else None
 
 
 def compare_speed(candidate: Artifact, baseline: Artifact, threads: int = 1,
@@ -43,6 +29,7 @@ def compare_speed(candidate: Artifact, baseline: Artifact, threads: int = 1,
     """Batch-1 median latency of ``candidate`` and ``baseline`` on this machine's runtime."""
     from ..estimate.timing import time_artifact
     from ..runtime.local import LocalRunner
+    from ..runtime.harness import x86_without_vnni
     from ..runtime.profiling import input_spec
 
     shape, nchw = input_spec(candidate)

@@ -276,6 +276,19 @@ def cpu_flags():
     return []
 
 
+X86_INT8_DOT = ("avx512_vnni", "avx_vnni", "amx_int8")  # x86 int8 dot-product instructions
+
+
+def x86_without_vnni():
+    """Whether this machine is an x86-64 CPU without int8 dot-product instructions (None:
+    its CPU flags cannot be read). Without them int8 kernels multiply with VPMADDUBSW, which
+    saturates (optimize/onnx_quant.py) and gains little over float (optimize/speed.py)."""
+    if platform.machine() != "x86_64":
+        return False
+    flags = cpu_flags()
+    return not any(f in flags for f in X86_INT8_DOT) if flags else None
+
+
 def llc_bytes():
     """Size of the largest (last-level) CPU cache Linux reports, or None."""
     best = (0, None)

@@ -138,14 +138,14 @@ def _u8s8_overflow(artifact: Artifact, timing: dict) -> dict[str, Any]:
     """Where onnxruntime's CPU provider on this x86 CPU without VNNI may saturate the file's
     full-range int8 weights: a warning and ``int8_overflow_risk`` (the accuracy measured here
     is then the saturated one; a VNNI or Arm CPU would compute what the graph says)."""
-    from ..optimize.speed import x86_without_vnni
+    from .harness import x86_without_vnni
 
     providers = timing.get("execution_providers") or ["CPUExecutionProvider"]
     if providers[0] != "CPUExecutionProvider" or not x86_without_vnni():
         return {}
     import onnx
 
-    from ..optimize.onnx_quant import full_range_weights
+    from ..formats.onnx import full_range_weights
 
     path = Path(artifact.path)
     try:  # advice only: a file it cannot read is not a reason to stop the profile

@@ -201,8 +201,9 @@ def test_profile_warns_where_the_cpu_may_saturate_full_range_weights(workdir, tr
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     from edgekit.core.artifacts import open_artifact
-    from edgekit.optimize.onnx_quant import _reader, full_range_weights, onnx_calibration
-    from edgekit.optimize.speed import x86_without_vnni
+    from edgekit.formats.onnx import full_range_weights
+    from edgekit.optimize.onnx_quant import _reader, onnx_calibration
+    from edgekit.runtime.harness import x86_without_vnni
 
     fp32, theirs = workdir / "user_fp32.onnx", workdir / "user_full_range_int8.onnx"
     run_cli("export", trained_keras, "--format", "onnx", "-o", fp32, check=True)
@@ -235,7 +236,7 @@ def test_full_range_weights_finds_the_layers_that_can_saturate(tmp_path):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from edgekit.optimize.onnx_quant import full_range_weights
+    from edgekit.formats.onnx import full_range_weights
 
     def weight(name, shape, top):
         q = np.full(shape, top, np.int8)
@@ -270,7 +271,7 @@ def test_full_range_weights_finds_the_layers_that_can_saturate(tmp_path):
     assert full_range_weights(external, str(path.parent)) == ["grouped"]
     proc = run_cli("profile", path, "--runs", "2", "--warmup", "1", "--json")
     assert proc.returncode == 0, proc.stderr
-    from edgekit.optimize.speed import x86_without_vnni
+    from edgekit.runtime.harness import x86_without_vnni
 
     risk = json.loads(proc.stdout).get("int8_overflow_risk")
     assert (risk or {}).get("first") == ("grouped" if x86_without_vnni() else None)
