@@ -28,8 +28,8 @@ def compare_speed(candidate: Artifact, baseline: Artifact, threads: int = 1,
                   rounds: int = 2) -> dict:
     """Batch-1 median latency of ``candidate`` and ``baseline`` on this machine's runtime."""
     from ..estimate.timing import time_artifact
-    from ..runtime.local import LocalRunner
     from ..runtime.harness import x86_without_vnni
+    from ..runtime.local import LocalRunner
     from ..runtime.profiling import input_spec
 
     shape, nchw = input_spec(candidate)

@@ -84,14 +84,12 @@ def _kernels_agree_with_graph(path, n: int = 500) -> float:
     import onnxruntime as ort
 
     from edgekit.core.artifacts import open_artifact
-    from edgekit.core.shapes import channels_axis
     from edgekit.optimize.onnx_quant import onnx_calibration
+    from edgekit.runtime.profiling import input_spec
 
     art = open_artifact(path)
-    shape = art.meta["input"]["shape"]
-    nchw = channels_axis(shape) == 1
-    hwc = (shape[2], shape[3], shape[1]) if nchw else tuple(shape[1:])
-    x = onnx_calibration(art, DATA, n, hwc, nchw)
+    shape, nchw = input_spec(art)  # NHWC, and whether the file takes NCHW
+    x = onnx_calibration(art, DATA, n, tuple(shape[1:]), nchw)
     top1 = []
     for level in (ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
                   ort.GraphOptimizationLevel.ORT_DISABLE_ALL):
